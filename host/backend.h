@@ -1,0 +1,119 @@
+/*
+ * backend.h — the layer-level operations the scheduler calls.
+ *
+ * Layer-level, not BLAS-level: a backend is free to fuse (a cuBLASLt
+ * epilogue adding the bias and applying ReLU in the gemm) while the CPU
+ * backend does the plain thing. Both implement the semantics written here;
+ * the CPU backend is the oracle in tests.
+ *
+ * Every float pointer is backend memory unless it says host. Shapes use the
+ * notes' notation: n = n[l] units, n_prev = n[l-1], m = examples; matrices
+ * are column-major with one example per column.
+ */
+#ifndef NN_BACKEND_H
+#define NN_BACKEND_H
+
+#include "internal.h"
+
+typedef struct nnlib_optimizer_step {
+  nn_optimizer kind;
+  float learning_rate;
+  float beta1, beta2, epsilon;
+  uint64_t step; /* t after this update, >= 1 (Adam's bias correction) */
+} nnlib_optimizer_step;
+
+typedef struct nnlib_backend_ops {
+  void (*destroy)(nnlib_backend *backend);
+
+  /* Memory. alloc returns zero-filled memory of count floats. */
+  nn_status (*alloc)(nnlib_backend *backend, nn_context *ctx, size_t count,
+                     float **out);
+  void (*release)(nnlib_backend *backend, float *memory);
+  nn_status (*upload)(nnlib_backend *backend, nn_context *ctx, float *dst,
+                      const float *host_src, size_t count);
+  nn_status (*download)(nnlib_backend *backend, nn_context *ctx,
+                        float *host_dst, const float *src, size_t count);
+  nn_status (*fill)(nnlib_backend *backend, nn_context *ctx, float *dst,
+                    float value, size_t count);
+  /* dst[i] = alpha * src[i]; dst may equal src. */
+  nn_status (*scale)(nnlib_backend *backend, nn_context *ctx, float *dst,
+                     const float *src, float alpha, size_t count);
+
+  /* Philox generators (cuRAND: host generator on the CPU, device generator
+   * on the GPU, so one seed gives one stream on both). */
+  nn_status (*rng_create)(nnlib_backend *backend, nn_context *ctx,
+                          uint64_t seed, nnlib_rng *out);
+  void (*rng_destroy)(nnlib_backend *backend, nnlib_rng rng);
+  nn_status (*rng_seed)(nnlib_backend *backend, nn_context *ctx,
+                        nnlib_rng rng, uint64_t seed);
+  /* count must be even (cuRAND's Box-Muller makes pairs). */
+  nn_status (*random_normal)(nnlib_backend *backend, nn_context *ctx,
+                             nnlib_rng rng, float *dst, size_t count);
+
+  /* Z = W A_prev + b (b broadcast over columns), A = g(Z).
+   * W: [n, n_prev] row-major; A_prev: (n_prev × m); Z, A: (n × m).
+   * Softmax is taken over each column, computed stably. */
+  nn_status (*dense_forward)(nnlib_backend *backend, nn_context *ctx,
+                             const nnlib_layer *layer, const float *a_prev,
+                             size_t m);
+
+  /* Inverted dropout on A[l] (n × m): mask = (u < keep) / keep with
+   * u ~ U(0, 1] from rng, A *= mask. */
+  nn_status (*dropout_forward)(nnlib_backend *backend, nn_context *ctx,
+                               const nnlib_layer *layer, nnlib_rng rng,
+                               size_t m);
+
+  /* Σ over all n × m entries of the per-example loss L(ŷ, y), from Z[L] and
+   * A[L] (stable forms: softplus for BCE, log-sum-exp for CE). Returned to
+   * the host in *sum. */
+  nn_status (*loss_sum)(nnlib_backend *backend, nn_context *ctx,
+                        nn_loss loss, const nnlib_layer *output,
+                        const float *y, size_t m, double *sum);
+
+  /* dZ[L] = A[L] - Y (n × m): the gradient of every supported output+loss
+   * pair with respect to Z[L], per example (the 1/m comes in dW, db). */
+  nn_status (*output_gradient)(nnlib_backend *backend, nn_context *ctx,
+                               const nnlib_layer *output, const float *y,
+                               size_t m, float *dz);
+
+  /* dZ = dA * g'(Z) in place (n × m), after dA *= mask when the layer has
+   * dropout. */
+  nn_status (*activation_backward)(nnlib_backend *backend, nn_context *ctx,
+                                   const nnlib_layer *layer, float *da_dz,
+                                   size_t m);
+
+  /* From dZ[l] (n × m):
+   *   dW = (1/m) dZ A_prevᵀ + (λ/m) W   -> layer->weight_grad
+   *   db = (1/m) Σ_columns dZ            -> layer->bias_grad (fixed order)
+   *   dA_prev = Wᵀ dZ (n_prev × m)       -> da_prev, skipped when NULL */
+  nn_status (*dense_backward)(nnlib_backend *backend, nn_context *ctx,
+                              const nnlib_layer *layer, const float *a_prev,
+                              const float *dz, size_t m, float l2_lambda,
+                              float *da_prev);
+
+  /* Σ x² over count floats, returned to the host. */
+  nn_status (*sum_squares)(nnlib_backend *backend, nn_context *ctx,
+                           const float *x, size_t count, double *sum);
+
+  /* One optimizer step over the whole arena (count floats). */
+  nn_status (*optimizer_step)(nnlib_backend *backend, nn_context *ctx,
+                              const nnlib_optimizer_step *step,
+                              float *parameters, const float *gradients,
+                              float *first_moment, float *second_moment,
+                              size_t count);
+} nnlib_backend_ops;
+
+struct nnlib_backend {
+  const nnlib_backend_ops *ops;
+};
+
+/* The CPU backend (host/cpu_backend.c). */
+nn_status nnlib_cpu_backend_create(nn_context *ctx, nnlib_backend **out);
+
+/* The CUDA backend (cuda/), or NN_ERROR_NO_DEVICE / NN_ERROR_UNSUPPORTED with
+ * the reason recorded on ctx. */
+nn_status nnlib_cuda_backend_create(nn_context *ctx, int device_index,
+                                    nnlib_backend **out, char *name,
+                                    size_t name_size);
+
+#endif /* NN_BACKEND_H */

@@ -1,0 +1,474 @@
+/*
+ * cpu_backend.c — the float32 reference backend: OpenBLAS CBLAS sgemm for the
+ * matrix products, plain C loops for the rest, cuRAND's host generator for
+ * random numbers. Deterministic for a given seed; the oracle for the GPU.
+ *
+ * Layout reminder: W[l] is stored row-major [n, n_prev], which is the same
+ * bytes as a column-major (n_prev × n) matrix, i.e. W[l]ᵀ column-major. The
+ * gemm calls below read it that way (lda = n_prev).
+ */
+#include "backend.h"
+
+#include <cblas.h>
+#include <curand.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *curand_status_text(curandStatus_t status) {
+  switch (status) {
+  case CURAND_STATUS_SUCCESS:
+    return "success";
+  case CURAND_STATUS_ALLOCATION_FAILED:
+    return "allocation failed";
+  case CURAND_STATUS_NOT_INITIALIZED:
+    return "generator not initialized";
+  case CURAND_STATUS_LENGTH_NOT_MULTIPLE:
+    return "length not a multiple of the dimension";
+  case CURAND_STATUS_TYPE_ERROR:
+    return "generator type error";
+  case CURAND_STATUS_OUT_OF_RANGE:
+    return "argument out of range";
+  default:
+    return "cuRAND error";
+  }
+}
+
+static nn_status check_curand(nn_context *ctx, curandStatus_t status,
+                              const char *call, const char *file, int line) {
+  if (status == CURAND_STATUS_SUCCESS)
+    return NN_OK;
+  return nnlib_fail(ctx, NN_ERROR_BACKEND, call, file, line,
+                    "cuRAND host generator: %s (status %d)",
+                    curand_status_text(status), (int)status);
+}
+
+#define CHECK_CURAND(ctx, expr)                                                \
+  check_curand((ctx), (expr), #expr, __FILE__, __LINE__)
+
+static void cpu_destroy(nnlib_backend *backend) {
+  free(backend);
+}
+
+static nn_status cpu_alloc(nnlib_backend *backend, nn_context *ctx,
+                           size_t count, float **out) {
+  (void)backend;
+  *out = NULL;
+  if (count == 0)
+    count = 1;
+  size_t bytes;
+  if (!nnlib_checked_mul(count, sizeof(float), &bytes))
+    return NNLIB_FAIL(ctx, NN_ERROR_OUT_OF_MEMORY,
+                      "%zu floats overflow the address space", count);
+  float *memory = calloc(count, sizeof(float));
+  if (!memory)
+    return NNLIB_FAIL(ctx, NN_ERROR_OUT_OF_MEMORY,
+                      "host allocation of %zu bytes failed", bytes);
+  *out = memory;
+  return NN_OK;
+}
+
+static void cpu_release(nnlib_backend *backend, float *memory) {
+  (void)backend;
+  free(memory);
+}
+
+static nn_status cpu_copy(nnlib_backend *backend, nn_context *ctx, float *dst,
+                          const float *src, size_t count) {
+  (void)backend;
+  (void)ctx;
+  if (count > 0 && dst != src)
+    memmove(dst, src, count * sizeof(float));
+  return NN_OK;
+}
+
+static nn_status cpu_fill(nnlib_backend *backend, nn_context *ctx, float *dst,
+                          float value, size_t count) {
+  (void)backend;
+  (void)ctx;
+  for (size_t i = 0; i < count; i++)
+    dst[i] = value;
+  return NN_OK;
+}
+
+static nn_status cpu_scale(nnlib_backend *backend, nn_context *ctx, float *dst,
+                           const float *src, float alpha, size_t count) {
+  (void)backend;
+  (void)ctx;
+  for (size_t i = 0; i < count; i++)
+    dst[i] = alpha * src[i];
+  return NN_OK;
+}
+
+/* ------------------------------------------------------------------------ */
+/* cuRAND host generator                                                     */
+/* ------------------------------------------------------------------------ */
+
+static nn_status cpu_rng_seed(nnlib_backend *backend, nn_context *ctx,
+                              nnlib_rng rng, uint64_t seed) {
+  (void)backend;
+  curandGenerator_t generator = rng;
+  nn_status status =
+      CHECK_CURAND(ctx, curandSetPseudoRandomGeneratorSeed(generator, seed));
+  if (status == NN_OK)
+    status = CHECK_CURAND(ctx, curandSetGeneratorOffset(generator, 0));
+  return status;
+}
+
+static nn_status cpu_rng_create(nnlib_backend *backend, nn_context *ctx,
+                                uint64_t seed, nnlib_rng *out) {
+  curandGenerator_t generator = NULL;
+  *out = NULL;
+  nn_status status = CHECK_CURAND(
+      ctx, curandCreateGeneratorHost(&generator, CURAND_RNG_PSEUDO_PHILOX4_32_10));
+  if (status != NN_OK)
+    return status;
+  status = cpu_rng_seed(backend, ctx, generator, seed);
+  if (status != NN_OK) {
+    curandDestroyGenerator(generator);
+    return status;
+  }
+  *out = generator;
+  return NN_OK;
+}
+
+static void cpu_rng_destroy(nnlib_backend *backend, nnlib_rng rng) {
+  (void)backend;
+  if (rng)
+    curandDestroyGenerator((curandGenerator_t)rng);
+}
+
+static nn_status cpu_random_normal(nnlib_backend *backend, nn_context *ctx,
+                                   nnlib_rng rng, float *dst, size_t count) {
+  (void)backend;
+  return CHECK_CURAND(
+      ctx, curandGenerateNormal((curandGenerator_t)rng, dst, count, 0.0f, 1.0f));
+}
+
+/* ------------------------------------------------------------------------ */
+/* Activations                                                               */
+/* ------------------------------------------------------------------------ */
+
+static float sigmoid(float z) {
+  /* Split by sign so exp never overflows. */
+  if (z >= 0.0f)
+    return 1.0f / (1.0f + expf(-z));
+  float e = expf(z);
+  return e / (1.0f + e);
+}
+
+static float gelu(float z) {
+  return 0.5f * z * (1.0f + erff(z * (float)M_SQRT1_2));
+}
+
+/* d/dz [z Φ(z)] = Φ(z) + z φ(z). */
+static float gelu_derivative(float z) {
+  float cdf = 0.5f * (1.0f + erff(z * (float)M_SQRT1_2));
+  float pdf = expf(-0.5f * z * z) * 0.3989422804014327f;
+  return cdf + z * pdf;
+}
+
+static float activate(nn_activation activation, float z) {
+  switch (activation) {
+  case NN_ACTIVATION_RELU:
+    return z > 0.0f ? z : 0.0f;
+  case NN_ACTIVATION_LEAKY_RELU:
+    return z > 0.0f ? z : NN_LEAKY_RELU_SLOPE * z;
+  case NN_ACTIVATION_TANH:
+    return tanhf(z);
+  case NN_ACTIVATION_SIGMOID:
+    return sigmoid(z);
+  case NN_ACTIVATION_GELU:
+    return gelu(z);
+  default: /* linear; softmax is handled per column */
+    return z;
+  }
+}
+
+/* g'(z), given z and a = g(z). */
+static float activation_derivative(nn_activation activation, float z,
+                                   float a) {
+  switch (activation) {
+  case NN_ACTIVATION_RELU:
+    return z > 0.0f ? 1.0f : 0.0f;
+  case NN_ACTIVATION_LEAKY_RELU:
+    return z > 0.0f ? 1.0f : NN_LEAKY_RELU_SLOPE;
+  case NN_ACTIVATION_TANH:
+    return 1.0f - a * a;
+  case NN_ACTIVATION_SIGMOID:
+    return a * (1.0f - a);
+  case NN_ACTIVATION_GELU:
+    return gelu_derivative(z);
+  default:
+    return 1.0f;
+  }
+}
+
+/* Column-wise softmax of z (n × m) into a, subtracting each column's max. */
+static void softmax_columns(const float *z, float *a, size_t n, size_t m) {
+  for (size_t j = 0; j < m; j++) {
+    const float *zc = z + j * n;
+    float *ac = a + j * n;
+    float max = zc[0];
+    for (size_t i = 1; i < n; i++)
+      max = zc[i] > max ? zc[i] : max;
+    double total = 0.0;
+    for (size_t i = 0; i < n; i++) {
+      ac[i] = expf(zc[i] - max);
+      total += ac[i];
+    }
+    float inverse = (float)(1.0 / total);
+    for (size_t i = 0; i < n; i++)
+      ac[i] *= inverse;
+  }
+}
+
+static nn_status cpu_dense_forward(nnlib_backend *backend, nn_context *ctx,
+                                   const nnlib_layer *layer,
+                                   const float *a_prev, size_t m) {
+  (void)backend;
+  (void)ctx;
+  const size_t n = layer->units, n_prev = layer->inputs;
+  float *z = layer->pre_activation;
+  float *a = layer->activation_out;
+  /* Z (n × m) = W (n × n_prev) · A_prev (n_prev × m); W is W ᵀ col-major. */
+  cblas_sgemm(CblasColMajor, CblasTrans, CblasNoTrans, (int)n, (int)m,
+              (int)n_prev, 1.0f, layer->weights, (int)n_prev, a_prev,
+              (int)n_prev, 0.0f, z, (int)n);
+  for (size_t j = 0; j < m; j++)
+    for (size_t i = 0; i < n; i++)
+      z[i + j * n] += layer->bias[i];
+  if (layer->activation == NN_ACTIVATION_SOFTMAX) {
+    softmax_columns(z, a, n, m);
+    return NN_OK;
+  }
+  for (size_t k = 0; k < n * m; k++)
+    a[k] = activate(layer->activation, z[k]);
+  return NN_OK;
+}
+
+static nn_status cpu_dropout_forward(nnlib_backend *backend, nn_context *ctx,
+                                     const nnlib_layer *layer, nnlib_rng rng,
+                                     size_t m) {
+  (void)backend;
+  size_t count = layer->units * m;
+  float *mask = layer->dropout_mask;
+  nn_status status = CHECK_CURAND(
+      ctx, curandGenerateUniform((curandGenerator_t)rng, mask, count));
+  if (status != NN_OK)
+    return status;
+  const float keep = 1.0f - layer->dropout;
+  const float kept_scale = 1.0f / keep;
+  for (size_t k = 0; k < count; k++) {
+    mask[k] = mask[k] < keep ? kept_scale : 0.0f;
+    layer->activation_out[k] *= mask[k];
+  }
+  return NN_OK;
+}
+
+/* log(1 + e^x) without overflow. */
+static double softplus(double x) {
+  return x > 0.0 ? x + log1p(exp(-x)) : log1p(exp(x));
+}
+
+/* Σ_ij y log(1/(1+e^-z)) + (1-y) log(1 - ...) negated = softplus(z) - y z. */
+static double binary_cross_entropy_sum(const float *z, const float *y,
+                                       size_t count) {
+  double total = 0.0;
+  for (size_t k = 0; k < count; k++)
+    total += softplus(z[k]) - (double)y[k] * z[k];
+  return total;
+}
+
+/* -Σ_j Σ_i y_ij (z_ij - logsumexp(z_:j)) over m columns of n rows. */
+static double categorical_cross_entropy_sum(const float *z, const float *y,
+                                            size_t n, size_t m) {
+  double total = 0.0;
+  for (size_t j = 0; j < m; j++) {
+    const float *zc = z + j * n, *yc = y + j * n;
+    double max = zc[0];
+    for (size_t i = 1; i < n; i++)
+      max = zc[i] > max ? zc[i] : max;
+    double sum_exp = 0.0;
+    for (size_t i = 0; i < n; i++)
+      sum_exp += exp(zc[i] - max);
+    double log_sum_exp = max + log(sum_exp);
+    for (size_t i = 0; i < n; i++)
+      total -= (double)yc[i] * (zc[i] - log_sum_exp);
+  }
+  return total;
+}
+
+static double squared_error_sum(const float *a, const float *y, size_t count) {
+  double total = 0.0;
+  for (size_t k = 0; k < count; k++) {
+    double diff = (double)a[k] - y[k];
+    total += 0.5 * diff * diff;
+  }
+  return total;
+}
+
+static nn_status cpu_loss_sum(nnlib_backend *backend, nn_context *ctx,
+                              nn_loss loss, const nnlib_layer *output,
+                              const float *y, size_t m, double *sum) {
+  (void)backend;
+  (void)ctx;
+  const size_t n = output->units;
+  switch (loss) {
+  case NN_LOSS_BINARY_CROSS_ENTROPY:
+    *sum = binary_cross_entropy_sum(output->pre_activation, y, n * m);
+    break;
+  case NN_LOSS_CATEGORICAL_CROSS_ENTROPY:
+    *sum = categorical_cross_entropy_sum(output->pre_activation, y, n, m);
+    break;
+  default:
+    *sum = squared_error_sum(output->activation_out, y, n * m);
+    break;
+  }
+  return NN_OK;
+}
+
+static nn_status cpu_output_gradient(nnlib_backend *backend, nn_context *ctx,
+                                     const nnlib_layer *output, const float *y,
+                                     size_t m, float *dz) {
+  (void)backend;
+  (void)ctx;
+  const size_t count = output->units * m;
+  for (size_t k = 0; k < count; k++)
+    dz[k] = output->activation_out[k] - y[k];
+  return NN_OK;
+}
+
+static nn_status cpu_activation_backward(nnlib_backend *backend,
+                                         nn_context *ctx,
+                                         const nnlib_layer *layer,
+                                         float *da_dz, size_t m) {
+  (void)backend;
+  (void)ctx;
+  const size_t count = layer->units * m;
+  const float *z = layer->pre_activation, *a = layer->activation_out;
+  const float *mask = layer->dropout_mask;
+  for (size_t k = 0; k < count; k++) {
+    float da = mask ? da_dz[k] * mask[k] : da_dz[k];
+    /* With dropout, a = g(z)·mask; g' needs g(z) itself, so use z. */
+    float g = mask ? activate(layer->activation, z[k]) : a[k];
+    da_dz[k] = da * activation_derivative(layer->activation, z[k], g);
+  }
+  return NN_OK;
+}
+
+static nn_status cpu_dense_backward(nnlib_backend *backend, nn_context *ctx,
+                                    const nnlib_layer *layer,
+                                    const float *a_prev, const float *dz,
+                                    size_t m, float l2_lambda,
+                                    float *da_prev) {
+  (void)backend;
+  (void)ctx;
+  const size_t n = layer->units, n_prev = layer->inputs;
+  const float inverse_m = 1.0f / (float)m;
+  float beta = 0.0f;
+  if (l2_lambda > 0.0f) {
+    cpu_scale(backend, ctx, layer->weight_grad, layer->weights,
+              l2_lambda * inverse_m, n * n_prev);
+    beta = 1.0f;
+  }
+  /* dWᵀ (n_prev × n) = (1/m) A_prev (n_prev × m) · dZᵀ (m × n). */
+  cblas_sgemm(CblasColMajor, CblasNoTrans, CblasTrans, (int)n_prev, (int)n,
+              (int)m, inverse_m, a_prev, (int)n_prev, dz, (int)n, beta,
+              layer->weight_grad, (int)n_prev);
+  /* db = (1/m) Σ_j dZ[:, j], accumulated in column order. */
+  for (size_t i = 0; i < n; i++) {
+    double total = 0.0;
+    for (size_t j = 0; j < m; j++)
+      total += dz[i + j * n];
+    layer->bias_grad[i] = (float)(total * inverse_m);
+  }
+  if (da_prev)
+    /* dA_prev (n_prev × m) = Wᵀ (n_prev × n) · dZ (n × m). */
+    cblas_sgemm(CblasColMajor, CblasNoTrans, CblasNoTrans, (int)n_prev, (int)m,
+                (int)n, 1.0f, layer->weights, (int)n_prev, dz, (int)n, 0.0f,
+                da_prev, (int)n_prev);
+  return NN_OK;
+}
+
+static nn_status cpu_sum_squares(nnlib_backend *backend, nn_context *ctx,
+                                 const float *x, size_t count, double *sum) {
+  (void)backend;
+  (void)ctx;
+  double total = 0.0;
+  for (size_t k = 0; k < count; k++)
+    total += (double)x[k] * x[k];
+  *sum = total;
+  return NN_OK;
+}
+
+static nn_status cpu_optimizer_step(nnlib_backend *backend, nn_context *ctx,
+                                    const nnlib_optimizer_step *step,
+                                    float *parameters, const float *gradients,
+                                    float *first_moment, float *second_moment,
+                                    size_t count) {
+  (void)backend;
+  (void)ctx;
+  const float lr = step->learning_rate, b1 = step->beta1, b2 = step->beta2;
+  const float eps = step->epsilon;
+  const float correction1 = 1.0f - powf(b1, (float)step->step);
+  const float correction2 = 1.0f - powf(b2, (float)step->step);
+  for (size_t k = 0; k < count; k++) {
+    const float g = gradients[k];
+    switch (step->kind) {
+    case NN_OPTIMIZER_MOMENTUM:
+      first_moment[k] = b1 * first_moment[k] + (1.0f - b1) * g;
+      parameters[k] -= lr * first_moment[k];
+      break;
+    case NN_OPTIMIZER_RMSPROP:
+      second_moment[k] = b2 * second_moment[k] + (1.0f - b2) * g * g;
+      parameters[k] -= lr * g / (sqrtf(second_moment[k]) + eps);
+      break;
+    case NN_OPTIMIZER_ADAM: {
+      first_moment[k] = b1 * first_moment[k] + (1.0f - b1) * g;
+      second_moment[k] = b2 * second_moment[k] + (1.0f - b2) * g * g;
+      const float m_hat = first_moment[k] / correction1;
+      const float s_hat = second_moment[k] / correction2;
+      parameters[k] -= lr * m_hat / (sqrtf(s_hat) + eps);
+      break;
+    }
+    default:
+      parameters[k] -= lr * g;
+      break;
+    }
+  }
+  return NN_OK;
+}
+
+static const nnlib_backend_ops cpu_ops = {
+    .destroy = cpu_destroy,
+    .alloc = cpu_alloc,
+    .release = cpu_release,
+    .upload = cpu_copy,
+    .download = cpu_copy,
+    .fill = cpu_fill,
+    .scale = cpu_scale,
+    .rng_create = cpu_rng_create,
+    .rng_destroy = cpu_rng_destroy,
+    .rng_seed = cpu_rng_seed,
+    .random_normal = cpu_random_normal,
+    .dense_forward = cpu_dense_forward,
+    .dropout_forward = cpu_dropout_forward,
+    .loss_sum = cpu_loss_sum,
+    .output_gradient = cpu_output_gradient,
+    .activation_backward = cpu_activation_backward,
+    .dense_backward = cpu_dense_backward,
+    .sum_squares = cpu_sum_squares,
+    .optimizer_step = cpu_optimizer_step,
+};
+
+nn_status nnlib_cpu_backend_create(nn_context *ctx, nnlib_backend **out) {
+  nnlib_backend *backend = NULL;
+  nn_status status = nnlib_host_alloc(ctx, 1, sizeof *backend,
+                                      (void **)&backend);
+  if (status != NN_OK)
+    return status;
+  backend->ops = &cpu_ops;
+  *out = backend;
+  return NN_OK;
+}

@@ -1,0 +1,163 @@
+/*
+ * internal.h — library-private structures shared by host/ and cuda/.
+ *
+ * Nothing here is exported: the library is built with hidden visibility and
+ * every non-static private symbol is prefixed nnlib_ so that the static
+ * library cannot collide with nanomsg's many nn_* symbols or a caller's.
+ */
+#ifndef NN_INTERNAL_H
+#define NN_INTERNAL_H
+
+#include "nn.h"
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define NNLIB_ERROR_CAPACITY 1024
+
+typedef struct nnlib_backend nnlib_backend;
+
+struct nn_context {
+  nn_backend_kind backend_kind;
+  int device_index;
+  nnlib_backend *backend;
+  char backend_name[128];
+  char notice[256];
+  char last_error[NNLIB_ERROR_CAPACITY];
+};
+
+/* Records "call: message [file:line]" as the context's last error and returns
+ * status, so that failures read `return NNLIB_FAIL(ctx, STATUS, "...", ...)`.
+ * call is the public entry point (or library function) that failed. */
+nn_status nnlib_fail(nn_context *ctx, nn_status status, const char *call,
+                     const char *file, int line, const char *format, ...)
+    __attribute__((format(printf, 6, 7)));
+
+#define NNLIB_FAIL(ctx, status, ...)                                           \
+  nnlib_fail((ctx), (status), __func__, __FILE__, __LINE__, __VA_ARGS__)
+
+/* The same, with the failing call named explicitly (a library call such as
+ * cublasSgemm, or the public function on whose behalf a helper runs). */
+#define NNLIB_FAIL_CALL(ctx, status, call, ...)                                \
+  nnlib_fail((ctx), (status), (call), __FILE__, __LINE__, __VA_ARGS__)
+
+/* Multiplies a * b into *out; false on size_t overflow. */
+bool nnlib_checked_mul(size_t a, size_t b, size_t *out);
+
+/* Host allocation that records how many bytes failed. */
+nn_status nnlib_host_alloc(nn_context *ctx, size_t count, size_t size,
+                           void **out);
+
+/* First non-finite element of values[0..count), or count if all are finite. */
+size_t nnlib_first_non_finite(const float *values, size_t count);
+
+/* ------------------------------------------------------------------------ */
+/* Datasets                                                                  */
+/* ------------------------------------------------------------------------ */
+
+struct nn_dataset {
+  nn_context *ctx;
+  size_t input_width;  /* n_x */
+  size_t target_width; /* n_y */
+  size_t example_count;
+  const float *x; /* (n_x × m) column-major */
+  const float *y; /* (n_y × m) column-major */
+  float *owned_x; /* non-NULL when the dataset owns its copies */
+  float *owned_y;
+};
+
+/* A new owning dataset holding the given columns of source, in that order
+ * (used for the validation split). */
+nn_status nnlib_dataset_gather(const nn_dataset *source, const size_t *columns,
+                               size_t count, nn_dataset **out);
+
+/* ------------------------------------------------------------------------ */
+/* Model and its arenas                                                      */
+/* ------------------------------------------------------------------------ */
+
+/* One layer's view into the arenas. All pointers are backend memory (host
+ * memory on the CPU backend, device memory on CUDA). */
+typedef struct nnlib_layer {
+  size_t units;  /* n[l] */
+  size_t inputs; /* n[l-1] */
+  nn_activation activation;
+  float dropout;        /* drop probability of A[l] while training */
+  size_t param_offset;  /* W[l] starts here in the parameter arena */
+  float *weights;       /* W[l]: row-major [n[l], n[l-1]] */
+  float *bias;          /* b[l]: [n[l]] */
+  float *weight_grad;   /* dW[l], same layout as W[l] */
+  float *bias_grad;     /* db[l] */
+  float *pre_activation; /* Z[l]: (n[l] × capacity) */
+  float *activation_out; /* A[l]: (n[l] × capacity) */
+  float *dropout_mask;   /* (n[l] × capacity) of 0 or 1/keep; NULL if none */
+} nnlib_layer;
+
+typedef void *nnlib_rng;
+
+struct nn_model {
+  nn_context *ctx;
+  size_t input_width; /* n_x */
+  size_t layer_count; /* L */
+  nnlib_layer *layers; /* layers[0] is layer 1 */
+  nn_loss loss;
+
+  /* Arenas of parameter_count floats, all in the same layout. */
+  size_t parameter_count;
+  float *parameters;
+  float *gradients;
+  float *first_moment;  /* momentum velocity / Adam m */
+  float *second_moment; /* RMSprop / Adam s */
+  uint64_t optimizer_step; /* Adam's t */
+
+  /* Activation arena: input, targets, per layer Z, A, masks, and two
+   * backward scratch buffers, all for `capacity` examples. */
+  size_t capacity;
+  float *activation_arena;
+  float *input;          /* A[0]: (n_x × capacity) */
+  float *targets;        /* Y: (n[L] × capacity) */
+  float *backward_scratch[2]; /* (max n[l] × capacity) each: dA / dZ */
+
+  nnlib_rng dropout_rng;
+
+  /* What the last calls left behind, to reject calls out of order. */
+  size_t forward_examples;  /* m of the last forward pass, 0 if none */
+  bool forward_training;    /* whether it applied dropout */
+  size_t backward_examples; /* m of the last backward pass, 0 if none */
+};
+
+/* Makes sure the activation arena holds at least `examples` columns. */
+nn_status nnlib_model_reserve(nn_model *model, size_t examples);
+
+/* The scheduler's building blocks, on data already in model->input and
+ * model->targets (m columns). */
+nn_status nnlib_forward(nn_model *model, size_t m, bool training);
+nn_status nnlib_cost(nn_model *model, size_t m, float l2_lambda,
+                     double *cost);
+nn_status nnlib_backward(nn_model *model, size_t m, float l2_lambda);
+nn_status nnlib_update(nn_model *model, const nn_optimizer_settings *settings,
+                       float learning_rate);
+
+/* Checks that targets (n[L] × m) suit the model's loss; names the first bad
+ * element. */
+nn_status nnlib_check_targets(nn_model *model, const float *targets, size_t m,
+                              const char *what);
+
+/* Rejects an invalid optimizer setting with a message. */
+nn_status nnlib_check_optimizer(nn_context *ctx, const char *call,
+                                const nn_optimizer_settings *settings,
+                                float learning_rate);
+
+/* ------------------------------------------------------------------------ */
+/* Seeded host randomness for the scheduler (shuffles, splits)               */
+/* ------------------------------------------------------------------------ */
+
+/* splitmix64: a stateless mix of a 64-bit value. */
+uint64_t nnlib_mix64(uint64_t value);
+
+/* Fills order[0..count) with a permutation of 0..count-1 drawn from seed
+ * (Fisher-Yates over a splitmix64 stream): the same seed, the same order. */
+void nnlib_permutation(size_t *order, size_t count, uint64_t seed);
+
+#endif /* NN_INTERNAL_H */

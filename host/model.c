@@ -1,0 +1,497 @@
+/*
+ * model.c — the model spec, its validation, and the arenas: one parameter
+ * arena holding every W[l] and b[l] back to back, gradient and optimizer
+ * arenas of the same layout, and one activation arena for Z, A, dropout
+ * masks and backward scratch, sized for the largest batch.
+ */
+#include "backend.h"
+
+#include <limits.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define BACKEND(model) ((model)->ctx->backend)
+#define OPS(model) (BACKEND(model)->ops)
+
+static bool is_known_loss(nn_loss loss) {
+  return (int)loss >= 0 && loss < NN_LOSS_COUNT;
+}
+
+static nn_status check_layer(nn_context *ctx, const nn_layer_spec *layer,
+                             size_t l, size_t layer_count, nn_loss loss) {
+  const char *call = "nn_model_create";
+  if (layer->units == 0)
+    return NNLIB_FAIL_CALL(ctx, NN_ERROR_INVALID_SPEC, call,
+                           "layer %zu has width 0", l);
+  if (layer->units > INT_MAX)
+    return NNLIB_FAIL_CALL(ctx, NN_ERROR_INVALID_SPEC, call,
+                           "layer %zu width %zu exceeds %d", l, layer->units,
+                           INT_MAX);
+  if ((int)layer->activation < 0 || layer->activation >= NN_ACTIVATION_COUNT)
+    return NNLIB_FAIL_CALL(ctx, NN_ERROR_INVALID_SPEC, call,
+                           "layer %zu has unknown activation %d", l,
+                           (int)layer->activation);
+  if (!(layer->dropout >= 0.0f && layer->dropout < 1.0f))
+    return NNLIB_FAIL_CALL(ctx, NN_ERROR_INVALID_SPEC, call,
+                           "layer %zu dropout %g is outside [0, 1)", l,
+                           (double)layer->dropout);
+  if (l < layer_count) {
+    if (layer->activation == NN_ACTIVATION_SOFTMAX)
+      return NNLIB_FAIL_CALL(ctx, NN_ERROR_INVALID_SPEC, call,
+                             "layer %zu: softmax is only allowed on the "
+                             "output layer",
+                             l);
+    return NN_OK;
+  }
+  nn_activation wanted = nn_loss_output_activation(loss);
+  if (layer->activation != wanted)
+    return NNLIB_FAIL_CALL(
+        ctx, NN_ERROR_INVALID_SPEC, call,
+        "output layer %zu is %s, but loss %s needs a %s output", l,
+        nn_activation_name(layer->activation), nn_loss_name(loss),
+        nn_activation_name(wanted));
+  if (layer->dropout != 0.0f)
+    return NNLIB_FAIL_CALL(ctx, NN_ERROR_INVALID_SPEC, call,
+                           "output layer %zu cannot have dropout (%g)", l,
+                           (double)layer->dropout);
+  if (loss == NN_LOSS_CATEGORICAL_CROSS_ENTROPY && layer->units < 2)
+    return NNLIB_FAIL_CALL(ctx, NN_ERROR_INVALID_SPEC, call,
+                           "a softmax output needs at least 2 units, got %zu "
+                           "(use a sigmoid unit with binary cross-entropy)",
+                           layer->units);
+  return NN_OK;
+}
+
+static nn_status check_spec(nn_context *ctx, const nn_model_spec *spec) {
+  const char *call = "nn_model_create";
+  if (!spec)
+    return NNLIB_FAIL_CALL(ctx, NN_ERROR_INVALID_ARGUMENT, call,
+                           "spec is NULL");
+  if (spec->input_width == 0 || spec->input_width > INT_MAX)
+    return NNLIB_FAIL_CALL(ctx, NN_ERROR_INVALID_SPEC, call,
+                           "input width %zu is outside 1..%d",
+                           spec->input_width, INT_MAX);
+  if (spec->layer_count == 0 || !spec->layers)
+    return NNLIB_FAIL_CALL(ctx, NN_ERROR_INVALID_SPEC, call,
+                           "the model has no layers");
+  if (!is_known_loss(spec->loss))
+    return NNLIB_FAIL_CALL(ctx, NN_ERROR_INVALID_SPEC, call,
+                           "unknown loss %d", (int)spec->loss);
+  for (size_t l = 1; l <= spec->layer_count; l++) {
+    nn_status status = check_layer(ctx, &spec->layers[l - 1], l,
+                                   spec->layer_count, spec->loss);
+    if (status != NN_OK)
+      return status;
+  }
+  return NN_OK;
+}
+
+/* Lays the layers out in the parameter arena: W[1] b[1] W[2] b[2] ... and
+ * returns the total count, or fails on overflow. */
+static nn_status layout_parameters(nn_model *model, const nn_model_spec *spec) {
+  size_t offset = 0, inputs = spec->input_width;
+  for (size_t l = 0; l < spec->layer_count; l++) {
+    nnlib_layer *layer = &model->layers[l];
+    layer->units = spec->layers[l].units;
+    layer->inputs = inputs;
+    layer->activation = spec->layers[l].activation;
+    layer->dropout = spec->layers[l].dropout;
+    layer->param_offset = offset;
+    size_t weights;
+    if (!nnlib_checked_mul(layer->units, inputs, &weights) ||
+        weights + layer->units < weights ||
+        offset + weights + layer->units < offset)
+      return NNLIB_FAIL_CALL(model->ctx, NN_ERROR_INVALID_SPEC,
+                             "nn_model_create",
+                             "layer %zu: parameter count overflows", l + 1);
+    offset += weights + layer->units;
+    inputs = layer->units;
+  }
+  model->parameter_count = offset;
+  return NN_OK;
+}
+
+/* Points every layer's W, b, dW, db into the arenas. */
+static void bind_parameter_views(nn_model *model) {
+  for (size_t l = 0; l < model->layer_count; l++) {
+    nnlib_layer *layer = &model->layers[l];
+    size_t weights = layer->units * layer->inputs;
+    layer->weights = model->parameters + layer->param_offset;
+    layer->bias = layer->weights + weights;
+    layer->weight_grad = model->gradients + layer->param_offset;
+    layer->bias_grad = layer->weight_grad + weights;
+  }
+}
+
+static nn_status allocate_parameter_arenas(nn_model *model) {
+  const nnlib_backend_ops *ops = OPS(model);
+  nnlib_backend *backend = BACKEND(model);
+  nn_context *ctx = model->ctx;
+  size_t count = model->parameter_count;
+  nn_status status = ops->alloc(backend, ctx, count, &model->parameters);
+  if (status == NN_OK)
+    status = ops->alloc(backend, ctx, count, &model->gradients);
+  if (status == NN_OK)
+    status = ops->alloc(backend, ctx, count, &model->first_moment);
+  if (status == NN_OK)
+    status = ops->alloc(backend, ctx, count, &model->second_moment);
+  if (status == NN_OK)
+    status = ops->rng_create(backend, ctx, 0, &model->dropout_rng);
+  return status;
+}
+
+nn_status nn_model_create(nn_context *ctx, const nn_model_spec *spec,
+                          nn_model **out) {
+  if (!ctx)
+    return NN_ERROR_INVALID_ARGUMENT;
+  if (!out)
+    return NNLIB_FAIL(ctx, NN_ERROR_INVALID_ARGUMENT, "out is NULL");
+  *out = NULL;
+  nn_status status = check_spec(ctx, spec);
+  if (status != NN_OK)
+    return status;
+  nn_model *model = NULL;
+  status = nnlib_host_alloc(ctx, 1, sizeof *model, (void **)&model);
+  if (status != NN_OK)
+    return status;
+  model->ctx = ctx;
+  model->input_width = spec->input_width;
+  model->layer_count = spec->layer_count;
+  model->loss = spec->loss;
+  status = nnlib_host_alloc(ctx, spec->layer_count, sizeof *model->layers,
+                            (void **)&model->layers);
+  if (status == NN_OK)
+    status = layout_parameters(model, spec);
+  if (status == NN_OK)
+    status = allocate_parameter_arenas(model);
+  if (status != NN_OK) {
+    nn_model_destroy(model);
+    return status;
+  }
+  bind_parameter_views(model);
+  *out = model;
+  return NN_OK;
+}
+
+void nn_model_destroy(nn_model *model) {
+  if (!model)
+    return;
+  nnlib_backend *backend = BACKEND(model);
+  const nnlib_backend_ops *ops = backend->ops;
+  ops->release(backend, model->parameters);
+  ops->release(backend, model->gradients);
+  ops->release(backend, model->first_moment);
+  ops->release(backend, model->second_moment);
+  ops->release(backend, model->activation_arena);
+  ops->rng_destroy(backend, model->dropout_rng);
+  free(model->layers);
+  free(model);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Activation arena                                                          */
+/* ------------------------------------------------------------------------ */
+
+/* Floats per example column in the activation arena. */
+static size_t activation_floats_per_example(const nn_model *model) {
+  const nnlib_layer *output = &model->layers[model->layer_count - 1];
+  size_t widest = model->input_width, total = model->input_width;
+  total += output->units; /* targets */
+  for (size_t l = 0; l < model->layer_count; l++) {
+    const nnlib_layer *layer = &model->layers[l];
+    total += layer->units * (layer->dropout > 0.0f ? 3 : 2);
+    widest = layer->units > widest ? layer->units : widest;
+  }
+  return total + 2 * widest;
+}
+
+static void bind_activation_views(nn_model *model, size_t capacity) {
+  float *cursor = model->activation_arena;
+  size_t widest = model->input_width;
+  model->input = cursor;
+  cursor += model->input_width * capacity;
+  model->targets = cursor;
+  cursor += model->layers[model->layer_count - 1].units * capacity;
+  for (size_t l = 0; l < model->layer_count; l++) {
+    nnlib_layer *layer = &model->layers[l];
+    layer->pre_activation = cursor;
+    cursor += layer->units * capacity;
+    layer->activation_out = cursor;
+    cursor += layer->units * capacity;
+    layer->dropout_mask = NULL;
+    if (layer->dropout > 0.0f) {
+      layer->dropout_mask = cursor;
+      cursor += layer->units * capacity;
+    }
+    widest = layer->units > widest ? layer->units : widest;
+  }
+  model->backward_scratch[0] = cursor;
+  model->backward_scratch[1] = cursor + widest * capacity;
+}
+
+nn_status nnlib_model_reserve(nn_model *model, size_t examples) {
+  if (examples <= model->capacity)
+    return NN_OK;
+  size_t total;
+  if (examples > INT_MAX ||
+      !nnlib_checked_mul(activation_floats_per_example(model), examples,
+                         &total))
+    return NNLIB_FAIL(model->ctx, NN_ERROR_OUT_OF_MEMORY,
+                      "activations for %zu examples overflow", examples);
+  float *arena = NULL;
+  nn_status status = OPS(model)->alloc(BACKEND(model), model->ctx, total,
+                                       &arena);
+  if (status != NN_OK)
+    return status;
+  OPS(model)->release(BACKEND(model), model->activation_arena);
+  model->activation_arena = arena;
+  model->capacity = examples;
+  model->forward_examples = 0;
+  model->backward_examples = 0;
+  bind_activation_views(model, examples);
+  return NN_OK;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Shape queries                                                             */
+/* ------------------------------------------------------------------------ */
+
+size_t nn_model_layer_count(const nn_model *model) {
+  return model ? model->layer_count : 0;
+}
+
+size_t nn_model_layer_units(const nn_model *model, size_t layer) {
+  if (!model || layer > model->layer_count)
+    return 0;
+  return layer == 0 ? model->input_width : model->layers[layer - 1].units;
+}
+
+nn_activation nn_model_layer_activation(const nn_model *model, size_t layer) {
+  if (!model || layer == 0 || layer > model->layer_count)
+    return NN_ACTIVATION_LINEAR;
+  return model->layers[layer - 1].activation;
+}
+
+float nn_model_layer_dropout(const nn_model *model, size_t layer) {
+  if (!model || layer == 0 || layer > model->layer_count)
+    return 0.0f;
+  return model->layers[layer - 1].dropout;
+}
+
+nn_loss nn_model_loss(const nn_model *model) {
+  return model ? model->loss : NN_LOSS_BINARY_CROSS_ENTROPY;
+}
+
+size_t nn_model_parameter_count(const nn_model *model) {
+  return model ? model->parameter_count : 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Initialization and parameter exchange                                     */
+/* ------------------------------------------------------------------------ */
+
+static float init_scale(nn_init init, const nnlib_layer *layer) {
+  switch (init) {
+  case NN_INIT_NORMAL:
+    return 0.01f;
+  case NN_INIT_HE:
+    return sqrtf(2.0f / (float)layer->inputs);
+  case NN_INIT_XAVIER:
+    return sqrtf(1.0f / (float)layer->inputs);
+  case NN_INIT_GLOROT:
+    return sqrtf(2.0f / (float)(layer->inputs + layer->units));
+  default:
+    return 0.0f;
+  }
+}
+
+/* Draws N(0, 1) for the whole arena in one generator call into a scratch
+ * buffer (its length rounded up to even for cuRAND's Box-Muller pairs), then
+ * scales each W[l] from its slice and zeroes each b[l]. One call makes the
+ * stream independent of how it is split, so host and device agree. */
+static nn_status draw_normal_parameters(nn_model *model, nn_init init,
+                                        uint64_t seed) {
+  nnlib_backend *backend = BACKEND(model);
+  const nnlib_backend_ops *ops = backend->ops;
+  nn_context *ctx = model->ctx;
+  size_t even = (model->parameter_count + 1) & ~(size_t)1;
+  float *scratch = NULL;
+  nnlib_rng rng = NULL;
+  nn_status status = ops->alloc(backend, ctx, even, &scratch);
+  if (status == NN_OK)
+    status = ops->rng_create(backend, ctx, seed, &rng);
+  if (status == NN_OK)
+    status = ops->random_normal(backend, ctx, rng, scratch, even);
+  for (size_t l = 0; status == NN_OK && l < model->layer_count; l++) {
+    nnlib_layer *layer = &model->layers[l];
+    status = ops->scale(backend, ctx, layer->weights,
+                        scratch + layer->param_offset, init_scale(init, layer),
+                        layer->units * layer->inputs);
+    if (status == NN_OK)
+      status = ops->fill(backend, ctx, layer->bias, 0.0f, layer->units);
+  }
+  ops->rng_destroy(backend, rng);
+  ops->release(backend, scratch);
+  return status;
+}
+
+nn_status nn_model_reset_optimizer(nn_model *model) {
+  if (!model)
+    return NN_ERROR_INVALID_ARGUMENT;
+  nn_status status = OPS(model)->fill(BACKEND(model), model->ctx,
+                                      model->first_moment, 0.0f,
+                                      model->parameter_count);
+  if (status == NN_OK)
+    status = OPS(model)->fill(BACKEND(model), model->ctx,
+                              model->second_moment, 0.0f,
+                              model->parameter_count);
+  model->optimizer_step = 0;
+  return status;
+}
+
+/* New parameters invalidate cached passes and optimizer state. */
+static nn_status parameters_changed(nn_model *model) {
+  model->forward_examples = 0;
+  model->backward_examples = 0;
+  return nn_model_reset_optimizer(model);
+}
+
+nn_status nn_model_init(nn_model *model, nn_init init, uint64_t seed) {
+  if (!model)
+    return NN_ERROR_INVALID_ARGUMENT;
+  if ((int)init < 0 || init >= NN_INIT_COUNT)
+    return NNLIB_FAIL(model->ctx, NN_ERROR_INVALID_ARGUMENT,
+                      "unknown initialization %d", (int)init);
+  nn_status status =
+      init == NN_INIT_ZEROS
+          ? OPS(model)->fill(BACKEND(model), model->ctx, model->parameters,
+                             0.0f, model->parameter_count)
+          : draw_normal_parameters(model, init, seed);
+  return status == NN_OK ? parameters_changed(model) : status;
+}
+
+static nn_status check_layer_index(const nn_model *model, size_t layer,
+                                   const char *call) {
+  if (layer == 0 || layer > model->layer_count)
+    return NNLIB_FAIL_CALL(model->ctx, NN_ERROR_INVALID_ARGUMENT, call,
+                           "layer %zu is outside 1..%zu", layer,
+                           model->layer_count);
+  return NN_OK;
+}
+
+/* Copies a layer's W/b pair (of the parameter or gradient arena) out. */
+static nn_status download_pair(const nn_model *model, const float *weights,
+                               const float *bias, const nnlib_layer *layer,
+                               float *weights_out, float *bias_out) {
+  nnlib_backend *backend = BACKEND(model);
+  nn_status status = NN_OK;
+  if (weights_out)
+    status = backend->ops->download(backend, model->ctx, weights_out, weights,
+                                    layer->units * layer->inputs);
+  if (status == NN_OK && bias_out)
+    status = backend->ops->download(backend, model->ctx, bias_out, bias,
+                                    layer->units);
+  return status;
+}
+
+nn_status nn_model_get_layer_parameters(const nn_model *model, size_t layer,
+                                        float *weights, float *bias) {
+  if (!model)
+    return NN_ERROR_INVALID_ARGUMENT;
+  nn_status status = check_layer_index(model, layer, __func__);
+  if (status != NN_OK)
+    return status;
+  const nnlib_layer *view = &model->layers[layer - 1];
+  return download_pair(model, view->weights, view->bias, view, weights, bias);
+}
+
+nn_status nn_model_get_layer_gradients(const nn_model *model, size_t layer,
+                                       float *weights, float *bias) {
+  if (!model)
+    return NN_ERROR_INVALID_ARGUMENT;
+  nn_status status = check_layer_index(model, layer, __func__);
+  if (status != NN_OK)
+    return status;
+  if (model->backward_examples == 0)
+    return NNLIB_FAIL(model->ctx, NN_ERROR_STATE,
+                      "no backward pass has run since the last change");
+  const nnlib_layer *view = &model->layers[layer - 1];
+  return download_pair(model, view->weight_grad, view->bias_grad, view,
+                       weights, bias);
+}
+
+static nn_status check_finite_values(nn_context *ctx, const char *call,
+                                     const char *what, size_t layer,
+                                     const float *values, size_t count) {
+  if (!values)
+    return NN_OK;
+  size_t bad = nnlib_first_non_finite(values, count);
+  if (bad == count)
+    return NN_OK;
+  return NNLIB_FAIL_CALL(ctx, NN_ERROR_INVALID_DATA, call,
+                         "%s of layer %zu: element %zu is %g", what, layer,
+                         bad, (double)values[bad]);
+}
+
+nn_status nn_model_set_layer_parameters(nn_model *model, size_t layer,
+                                        const float *weights,
+                                        const float *bias) {
+  if (!model)
+    return NN_ERROR_INVALID_ARGUMENT;
+  const char *call = __func__;
+  nn_status status = check_layer_index(model, layer, call);
+  if (status != NN_OK)
+    return status;
+  nnlib_layer *view = &model->layers[layer - 1];
+  size_t weight_count = view->units * view->inputs;
+  status = check_finite_values(model->ctx, call, "weights", layer, weights,
+                               weight_count);
+  if (status == NN_OK)
+    status = check_finite_values(model->ctx, call, "bias", layer, bias,
+                                 view->units);
+  nnlib_backend *backend = BACKEND(model);
+  if (status == NN_OK && weights)
+    status = backend->ops->upload(backend, model->ctx, view->weights, weights,
+                                  weight_count);
+  if (status == NN_OK && bias)
+    status = backend->ops->upload(backend, model->ctx, view->bias, bias,
+                                  view->units);
+  return status == NN_OK ? parameters_changed(model) : status;
+}
+
+nn_status nn_model_get_parameters(const nn_model *model, float *out,
+                                  size_t count) {
+  if (!model)
+    return NN_ERROR_INVALID_ARGUMENT;
+  if (!out || count != model->parameter_count)
+    return NNLIB_FAIL(model->ctx, NN_ERROR_SHAPE_MISMATCH,
+                      "need a buffer of %zu floats, got %zu%s",
+                      model->parameter_count, count, out ? "" : " (NULL)");
+  return BACKEND(model)->ops->download(BACKEND(model), model->ctx, out,
+                                       model->parameters, count);
+}
+
+nn_status nn_model_set_parameters(nn_model *model, const float *values,
+                                  size_t count) {
+  if (!model)
+    return NN_ERROR_INVALID_ARGUMENT;
+  if (!values || count != model->parameter_count)
+    return NNLIB_FAIL(model->ctx, NN_ERROR_SHAPE_MISMATCH,
+                      "need %zu floats, got %zu%s", model->parameter_count,
+                      count, values ? "" : " (NULL)");
+  size_t bad = nnlib_first_non_finite(values, count);
+  if (bad != count)
+    return NNLIB_FAIL(model->ctx, NN_ERROR_INVALID_DATA,
+                      "parameter %zu is %g", bad, (double)values[bad]);
+  nn_status status = BACKEND(model)->ops->upload(
+      BACKEND(model), model->ctx, model->parameters, values, count);
+  return status == NN_OK ? parameters_changed(model) : status;
+}
+
+nn_status nn_model_seed_dropout(nn_model *model, uint64_t seed) {
+  if (!model)
+    return NN_ERROR_INVALID_ARGUMENT;
+  return OPS(model)->rng_seed(BACKEND(model), model->ctx, model->dropout_rng,
+                              seed);
+}

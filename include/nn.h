@@ -1,0 +1,417 @@
+/*
+ * nn.h — the public API of libnn: training deep fully connected networks
+ * ("L-layer" networks) on an NVIDIA GPU or on the CPU, from C.
+ *
+ * Conventions, kept literally from the course notes:
+ *   - X is (n_x × m): one example per column, stored column-major, so one
+ *     example is n_x contiguous floats (the bytes of a sample-major file).
+ *   - Layers are numbered l = 1..L. Layer 0 is the input (width n_x).
+ *     Z[l] = W[l] A[l-1] + b[l], A[l] = g[l](Z[l]), A[0] = X, A[L] = Ŷ.
+ *   - W[l] is (n[l] × n[l-1]) and is exchanged row-major, shape
+ *     [n_out, n_in] — PyTorch's nn.Linear layout. b[l] is (n[l] × 1).
+ *   - Cost J = (1/m) Σ L(ŷ, y) (+ (λ/2m) Σ ||W[l]||² with L2).
+ *
+ * Every call returns nn_status. On failure the context keeps a message that
+ * names the failing call, what is wrong and where (nn_context_last_error).
+ * The library never prints, never exits, and keeps no global mutable state:
+ * all state lives in a context and the objects made from it. A context and
+ * its objects may be used by one thread at a time; separate contexts may be
+ * used from separate threads concurrently.
+ *
+ * Naming: nanomsg (linked by Criterion) exports many nn_* symbols
+ * (nn_socket, nn_close, nn_init, nn_free, nn_device, ...). Every symbol here
+ * is prefixed nn_context_, nn_model_, nn_dataset_, nn_train_ or is one of
+ * nn_status_str / nn_activation_* / nn_loss_* / nn_init_*, none of which
+ * nanomsg uses; a test checks this against the installed libnanomsg.
+ */
+#ifndef NN_H
+#define NN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(NN_BUILDING_LIBRARY) && defined(__GNUC__)
+#define NN_API __attribute__((visibility("default")))
+#else
+#define NN_API
+#endif
+
+#define NN_VERSION_MAJOR 0
+#define NN_VERSION_MINOR 1
+#define NN_VERSION_PATCH 0
+
+/* ------------------------------------------------------------------------ */
+/* Status codes                                                              */
+/* ------------------------------------------------------------------------ */
+
+typedef enum nn_status {
+  NN_OK = 0,
+  NN_ERROR_INVALID_ARGUMENT, /* NULL pointer, out-of-range value, bad option */
+  NN_ERROR_INVALID_SPEC,     /* model spec: no layers, width 0, bad pairing */
+  NN_ERROR_SHAPE_MISMATCH,   /* data or parameter shapes do not fit the model */
+  NN_ERROR_INVALID_DATA,     /* NaN/Inf, labels out of range, bad targets */
+  NN_ERROR_OUT_OF_MEMORY,    /* host or device allocation failed */
+  NN_ERROR_NUMERIC,          /* training diverged: the cost became NaN/Inf */
+  NN_ERROR_NO_DEVICE,        /* a GPU was asked for and none can be used */
+  NN_ERROR_BACKEND,          /* a CUDA, cuBLAS, cuRAND or BLAS call failed */
+  NN_ERROR_IO,               /* a file could not be read or written */
+  NN_ERROR_FORMAT,           /* a file is truncated, corrupt or not ours */
+  NN_ERROR_UNSUPPORTED,      /* valid request this build cannot serve */
+  NN_ERROR_STATE,            /* call out of order (backward before forward) */
+  NN_ERROR_STOPPED           /* not an error: training stopped by callback */
+} nn_status;
+
+/* A short fixed description of a status ("invalid argument"). Never NULL. */
+NN_API const char *nn_status_str(nn_status status);
+
+/* ------------------------------------------------------------------------ */
+/* Context: backend and device choice, last error                            */
+/* ------------------------------------------------------------------------ */
+
+typedef struct nn_context nn_context;
+
+typedef enum nn_backend_kind {
+  NN_BACKEND_AUTO = 0, /* CUDA when a usable GPU is present, else the CPU */
+  NN_BACKEND_CPU,      /* float32 reference backend: OpenBLAS + plain C */
+  NN_BACKEND_CUDA      /* NVIDIA GPU (device chosen by index) */
+} nn_backend_kind;
+
+/* Creates a context on the given backend. device_index picks the GPU for
+ * NN_BACKEND_CUDA and NN_BACKEND_AUTO (0 for the first) and is ignored for
+ * the CPU. AUTO never fails for want of a GPU: it falls back to the CPU and
+ * says why in nn_context_notice(). On failure *out is NULL; when
+ * error_message is not NULL the reason is written there (the context that
+ * would keep it does not exist). */
+NN_API nn_status nn_context_create(nn_backend_kind backend, int device_index,
+                                   nn_context **out, char *error_message,
+                                   size_t error_message_size);
+
+/* Frees the context. Models and datasets made from it must be destroyed
+ * first. NULL is allowed. */
+NN_API void nn_context_destroy(nn_context *ctx);
+
+/* The last error on this context: "call: what is wrong [file:line]", or ""
+ * when no call has failed. Valid until the next failing call. */
+NN_API const char *nn_context_last_error(const nn_context *ctx);
+
+/* Clears the last error. */
+NN_API void nn_context_clear_error(nn_context *ctx);
+
+/* "cpu" or "cuda:N (device name)". */
+NN_API const char *nn_context_backend_name(const nn_context *ctx);
+
+/* Which backend the context actually runs on (never NN_BACKEND_AUTO). */
+NN_API nn_backend_kind nn_context_backend(const nn_context *ctx);
+
+/* A note for the user from context creation, e.g. why AUTO fell back to the
+ * CPU; "" when there is nothing to say. */
+NN_API const char *nn_context_notice(const nn_context *ctx);
+
+/* ------------------------------------------------------------------------ */
+/* Activations, losses, initializations                                      */
+/* ------------------------------------------------------------------------ */
+
+typedef enum nn_activation {
+  NN_ACTIVATION_LINEAR = 0, /* g(z) = z */
+  NN_ACTIVATION_RELU,       /* g(z) = max(0, z) */
+  NN_ACTIVATION_LEAKY_RELU, /* g(z) = z > 0 ? z : 0.01 z */
+  NN_ACTIVATION_TANH,       /* g(z) = tanh(z) */
+  NN_ACTIVATION_SIGMOID,    /* g(z) = 1 / (1 + e^-z) */
+  NN_ACTIVATION_GELU,       /* g(z) = z Φ(z), exact (erf) form */
+  NN_ACTIVATION_SOFTMAX,    /* output layer only, with categorical CE */
+  NN_ACTIVATION_COUNT
+} nn_activation;
+
+/* Slope of leaky ReLU for z <= 0, as in the course notes. */
+#define NN_LEAKY_RELU_SLOPE 0.01f
+
+typedef enum nn_loss {
+  /* sigmoid output: -(y log ŷ + (1-y) log(1-ŷ)), summed over outputs */
+  NN_LOSS_BINARY_CROSS_ENTROPY = 0,
+  /* softmax output: -Σ_k y_k log ŷ_k, computed with log-sum-exp */
+  NN_LOSS_CATEGORICAL_CROSS_ENTROPY,
+  /* linear output: ½ Σ_k (ŷ_k - y_k)², the notes' squared error */
+  NN_LOSS_MEAN_SQUARED_ERROR,
+  NN_LOSS_COUNT
+} nn_loss;
+
+typedef enum nn_init {
+  NN_INIT_ZEROS = 0, /* all zeros: hidden units stay symmetric (on purpose) */
+  NN_INIT_NORMAL,    /* N(0, 1) · 0.01, the notes' small random init */
+  NN_INIT_HE,        /* N(0, 1) · sqrt(2 / n[l-1]) */
+  NN_INIT_XAVIER,    /* N(0, 1) · sqrt(1 / n[l-1]), the notes' Xavier */
+  NN_INIT_GLOROT,    /* N(0, 1) · sqrt(2 / (n[l-1] + n[l])) */
+  NN_INIT_COUNT
+} nn_init;
+
+/* Lower-case names ("relu", "leaky_relu", "binary_cross_entropy", "he", ...)
+ * and their parsers. The parsers return NN_ERROR_INVALID_ARGUMENT for an
+ * unknown name and leave *out untouched. name() returns "?" when out of
+ * range. */
+NN_API const char *nn_activation_name(nn_activation activation);
+NN_API nn_status nn_activation_from_name(const char *name, nn_activation *out);
+NN_API const char *nn_loss_name(nn_loss loss);
+NN_API nn_status nn_loss_from_name(const char *name, nn_loss *out);
+NN_API const char *nn_init_name(nn_init init);
+NN_API nn_status nn_init_from_name(const char *name, nn_init *out);
+
+/* The output activation each loss requires (sigmoid, softmax, linear). */
+NN_API nn_activation nn_loss_output_activation(nn_loss loss);
+
+/* ------------------------------------------------------------------------ */
+/* Datasets: X (n_x × m) and Y (n_y × m), examples as columns                */
+/* ------------------------------------------------------------------------ */
+
+typedef struct nn_dataset nn_dataset;
+
+/* Copies x (n_x × m, column-major: example j at x + j*n_x) and y (n_y × m)
+ * into a new dataset. Rejects NaN/Inf (naming the first bad element). */
+NN_API nn_status nn_dataset_create(nn_context *ctx, size_t input_width,
+                                   size_t target_width, size_t example_count,
+                                   const float *x, const float *y,
+                                   nn_dataset **out);
+
+/* Like nn_dataset_create but borrows x and y: no copy. The caller keeps them
+ * alive and unchanged until the view is destroyed. Also checked for
+ * NaN/Inf. */
+NN_API nn_status nn_dataset_view(nn_context *ctx, size_t input_width,
+                                 size_t target_width, size_t example_count,
+                                 const float *x, const float *y,
+                                 nn_dataset **out);
+
+/* Copies x and turns integer class ids into targets: one-hot columns of
+ * class_count rows when class_count >= 2 (for softmax), or a single 0/1 row
+ * when class_count == 1 (for a sigmoid unit; labels must be 0 or 1).
+ * Labels out of range are rejected naming the example. */
+NN_API nn_status nn_dataset_create_from_labels(nn_context *ctx,
+                                               size_t input_width,
+                                               size_t example_count,
+                                               const float *x,
+                                               const int32_t *labels,
+                                               size_t class_count,
+                                               nn_dataset **out);
+
+/* Frees the dataset (a view frees only itself). NULL is allowed. */
+NN_API void nn_dataset_destroy(nn_dataset *dataset);
+
+NN_API size_t nn_dataset_input_width(const nn_dataset *dataset);
+NN_API size_t nn_dataset_target_width(const nn_dataset *dataset);
+NN_API size_t nn_dataset_example_count(const nn_dataset *dataset);
+/* X (n_x × m) and Y (n_y × m), column-major. */
+NN_API const float *nn_dataset_inputs(const nn_dataset *dataset);
+NN_API const float *nn_dataset_targets(const nn_dataset *dataset);
+
+/* ------------------------------------------------------------------------ */
+/* Model                                                                     */
+/* ------------------------------------------------------------------------ */
+
+typedef struct nn_model nn_model;
+
+typedef struct nn_layer_spec {
+  size_t units;             /* n[l] > 0 */
+  nn_activation activation; /* g[l]; the last layer's must fit the loss */
+  float dropout;            /* probability of dropping a unit of A[l] while
+                               training, in [0, 1); hidden layers only */
+} nn_layer_spec;
+
+typedef struct nn_model_spec {
+  size_t input_width;          /* n_x = n[0] > 0 */
+  size_t layer_count;          /* L >= 1 (1: logistic regression) */
+  const nn_layer_spec *layers; /* layers[0] is layer 1 ... layers[L-1] is L */
+  nn_loss loss;                /* output + loss pair */
+} nn_model_spec;
+
+/* Builds a model from a spec: validates it (and says what is wrong, never
+ * replacing a setting silently), lays out the parameter, gradient and
+ * optimizer arenas on the context's backend and zero-fills the parameters.
+ * Call nn_model_init or nn_model_set_layer_parameters before training. */
+NN_API nn_status nn_model_create(nn_context *ctx, const nn_model_spec *spec,
+                                 nn_model **out);
+
+/* Frees the model and every buffer it owns. NULL is allowed. */
+NN_API void nn_model_destroy(nn_model *model);
+
+/* L, and n[l] for l = 0..L (n[0] = n_x). */
+NN_API size_t nn_model_layer_count(const nn_model *model);
+NN_API size_t nn_model_layer_units(const nn_model *model, size_t layer);
+NN_API nn_activation nn_model_layer_activation(const nn_model *model,
+                                               size_t layer);
+NN_API float nn_model_layer_dropout(const nn_model *model, size_t layer);
+NN_API nn_loss nn_model_loss(const nn_model *model);
+/* Number of floats in the parameter arena: Σ n[l]·n[l-1] + n[l]. */
+NN_API size_t nn_model_parameter_count(const nn_model *model);
+
+/* Initializes every W[l] with the given scheme from cuRAND (Philox) seeded
+ * with seed, and every b[l] to zero. One seed gives the same weights on the
+ * CPU (cuRAND host generator) and the GPU (device generator). */
+NN_API nn_status nn_model_init(nn_model *model, nn_init init, uint64_t seed);
+
+/* Copies W[l] (row-major [n[l], n[l-1]]) and b[l] ([n[l]]) in or out,
+ * l = 1..L. Either pointer may be NULL to skip that tensor. Setting rejects
+ * NaN/Inf and clears optimizer state. */
+NN_API nn_status nn_model_set_layer_parameters(nn_model *model, size_t layer,
+                                               const float *weights,
+                                               const float *bias);
+NN_API nn_status nn_model_get_layer_parameters(const nn_model *model,
+                                               size_t layer, float *weights,
+                                               float *bias);
+
+/* The whole parameter arena, layer by layer, W[l] then b[l], in the layouts
+ * above; count must be nn_model_parameter_count(). */
+NN_API nn_status nn_model_get_parameters(const nn_model *model, float *out,
+                                         size_t count);
+NN_API nn_status nn_model_set_parameters(nn_model *model, const float *values,
+                                         size_t count);
+
+/* ------------------------------------------------------------------------ */
+/* Optimizers and training options                                           */
+/* ------------------------------------------------------------------------ */
+
+typedef enum nn_optimizer {
+  NN_OPTIMIZER_GD = 0,   /* θ -= α g */
+  NN_OPTIMIZER_MOMENTUM, /* v = β1 v + (1-β1) g;  θ -= α v */
+  NN_OPTIMIZER_RMSPROP,  /* s = β2 s + (1-β2) g²; θ -= α g / (√s + ε) */
+  NN_OPTIMIZER_ADAM,     /* bias-corrected: v̂ = v/(1-β1^t), ŝ = s/(1-β2^t);
+                            θ -= α v̂ / (√ŝ + ε) */
+  NN_OPTIMIZER_COUNT
+} nn_optimizer;
+
+NN_API const char *nn_optimizer_name(nn_optimizer optimizer);
+NN_API nn_status nn_optimizer_from_name(const char *name, nn_optimizer *out);
+
+typedef struct nn_optimizer_settings {
+  nn_optimizer kind;
+  float beta1;   /* momentum / Adam first moment, default 0.9 */
+  float beta2;   /* RMSprop / Adam second moment, default 0.999 */
+  float epsilon; /* default 1e-8 */
+} nn_optimizer_settings;
+
+/* What a progress callback receives. */
+typedef struct nn_progress {
+  size_t epoch;           /* 0-based */
+  size_t iteration;       /* 0-based count of updates so far in this run */
+  int epoch_end;          /* 1 for the per-epoch report, 0 per iteration */
+  double cost;            /* iteration: that batch's cost, before its update;
+                             epoch end: the epoch's mean batch cost */
+  double validation_cost; /* epoch end with a validation split, else NAN */
+  double validation_metric; /* accuracy, or MSE for regression; else NAN */
+  float learning_rate;      /* the rate in force for this epoch */
+} nn_progress;
+
+/* Returns 0 to continue, non-zero to stop training (nn_model_train then
+ * returns NN_ERROR_STOPPED with the parameters of the last update). */
+typedef int (*nn_progress_callback)(const nn_progress *progress,
+                                    void *user_data);
+
+typedef struct nn_train_options {
+  nn_optimizer_settings optimizer;
+  float learning_rate;   /* α > 0, default 0.0075 */
+  float decay_rate;      /* α_epoch = α / (1 + decay_rate · epoch), 0 = off */
+  float l2_lambda;       /* λ >= 0: cost += (λ/2m) Σ ||W||², dW += (λ/m) W */
+  size_t batch_size;     /* 0: full batch (the course's loop) */
+  size_t epochs;         /* passes over the data; with full batch, iterations */
+  uint64_t seed;         /* shuffle, dropout masks, validation split */
+  double validation_fraction; /* in [0, 1): held out from the training set */
+  size_t early_stopping_patience; /* epochs without a better validation cost
+                                     before stopping (best parameters are
+                                     restored); 0 = off; needs a split */
+  size_t iteration_report_every;  /* call back every N iterations; 0 = only
+                                     at epoch ends */
+  nn_progress_callback callback;  /* may be NULL */
+  void *callback_user_data;
+} nn_train_options;
+
+/* Fills the defaults: gd, α 0.0075, β1 0.9, β2 0.999, ε 1e-8, full batch,
+ * 100 epochs, seed 1, everything else off. */
+NN_API void nn_train_options_default(nn_train_options *options);
+
+/* What training did. */
+typedef struct nn_train_summary {
+  size_t epochs_run;
+  size_t iterations_run;
+  double final_cost;            /* cost of the last epoch (mean over batches) */
+  double best_validation_cost;  /* NAN without a validation split */
+  size_t best_epoch;            /* epoch whose parameters were kept */
+  int stopped_early;            /* early stopping triggered */
+} nn_train_summary;
+
+/* Trains on the dataset with mini-batch (or full-batch) gradient descent and
+ * the chosen optimizer. Targets are checked against the loss first (0/1 or
+ * [0, 1] for binary CE, columns of a distribution for categorical CE).
+ * summary may be NULL. Returns NN_ERROR_NUMERIC if the cost becomes NaN/Inf,
+ * NN_ERROR_STOPPED if the callback stopped it. */
+NN_API nn_status nn_model_train(nn_model *model, const nn_dataset *train,
+                                const nn_train_options *options,
+                                nn_train_summary *summary);
+
+/* ------------------------------------------------------------------------ */
+/* The notes' forward and backward functions, on one batch                   */
+/* ------------------------------------------------------------------------ */
+
+/* Forward propagation of x (n_x × m). training != 0 applies dropout (masks
+ * drawn from the model's generator) and keeps Z/A for backward. When yhat is
+ * not NULL, A[L] (n[L] × m) is copied there. */
+NN_API nn_status nn_model_forward(nn_model *model, const float *x, size_t m,
+                                  int training, float *yhat);
+
+/* Cost J of the last forward pass against y (n[L] × m), with the L2 term
+ * (λ/2m) Σ||W||² when l2_lambda > 0. */
+NN_API nn_status nn_model_cost(nn_model *model, const float *y, size_t m,
+                               float l2_lambda, float *cost);
+
+/* Backward propagation from the last forward pass: fills the gradient arena
+ * with dW[l] = (1/m) dZ[l] A[l-1]ᵀ + (λ/m) W[l] and db[l] = (1/m) Σ_cols
+ * dZ[l]. */
+NN_API nn_status nn_model_backward(nn_model *model, const float *y, size_t m,
+                                   float l2_lambda);
+
+/* dW[l] (row-major [n[l], n[l-1]]) and db[l] of the last backward pass. */
+NN_API nn_status nn_model_get_layer_gradients(const nn_model *model,
+                                              size_t layer, float *weights,
+                                              float *bias);
+
+/* One optimizer step over the whole parameter arena with the gradients of
+ * the last backward pass. Adam's step counter t lives in the model. */
+NN_API nn_status nn_model_update(nn_model *model,
+                                 const nn_optimizer_settings *optimizer,
+                                 float learning_rate);
+
+/* Resets the optimizer state (velocities, second moments, Adam's t). */
+NN_API nn_status nn_model_reset_optimizer(nn_model *model);
+
+/* Reseeds the generator used for dropout masks. */
+NN_API nn_status nn_model_seed_dropout(nn_model *model, uint64_t seed);
+
+/* ------------------------------------------------------------------------ */
+/* Prediction and evaluation                                                 */
+/* ------------------------------------------------------------------------ */
+
+/* Ŷ = A[L] (n[L] × m): probabilities for sigmoid/softmax, values for a
+ * linear output. Processes large m in chunks. */
+NN_API nn_status nn_model_predict(nn_model *model, const float *x, size_t m,
+                                  float *yhat);
+
+/* Class per example: argmax for softmax; ŷ >= 0.5 for a single sigmoid unit
+ * (argmax for several). Regression models return NN_ERROR_INVALID_ARGUMENT. */
+NN_API nn_status nn_model_predict_classes(nn_model *model, const float *x,
+                                          size_t m, int32_t *classes);
+
+typedef struct nn_metrics {
+  double cost;     /* J on the data (without L2) */
+  double accuracy; /* classification; NAN for regression */
+  double mse;      /* mean over all elements of (ŷ - y)²; regression only */
+  double mae;      /* mean over all elements of |ŷ - y|; regression only */
+} nn_metrics;
+
+NN_API nn_status nn_model_evaluate(nn_model *model, const nn_dataset *data,
+                                   nn_metrics *metrics);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* NN_H */

@@ -1,0 +1,31 @@
+/*
+ * support.h — helpers shared by the tests: a CPU context per test, tiny
+ * models from a list of widths, and float comparisons.
+ */
+#ifndef NN_TEST_SUPPORT_H
+#define NN_TEST_SUPPORT_H
+
+#include <criterion/criterion.h>
+#include <nn.h>
+
+/* A CPU context; fails the test if it cannot be made. */
+nn_context *support_cpu_context(void);
+
+/* A model with hidden widths/activations and an output layer fitting loss.
+ * widths[0] is n_x, widths[1..layers] the layer widths; every hidden layer
+ * uses `hidden`. Fails the test on error. */
+nn_model *support_model(nn_context *ctx, const size_t *widths, size_t layers,
+                        nn_activation hidden, nn_loss loss);
+
+/* Asserts that status is NN_OK, printing the context's error otherwise. */
+#define SUPPORT_OK(ctx, expr)                                                 \
+  do {                                                                        \
+    nn_status support_status_ = (expr);                                       \
+    cr_assert_eq(support_status_, NN_OK, "%s -> %s: %s", #expr,               \
+                 nn_status_str(support_status_), nn_context_last_error(ctx)); \
+  } while (0)
+
+/* |a - b| <= tolerance · max(1, |a|, |b|). */
+int support_close(double a, double b, double tolerance);
+
+#endif
