@@ -44,8 +44,11 @@ typedef struct nnlib_backend_ops {
   nn_status (*rng_create)(nnlib_backend *backend, nn_context *ctx,
                           uint64_t seed, nnlib_rng *out);
   void (*rng_destroy)(nnlib_backend *backend, nnlib_rng rng);
-  nn_status (*rng_seed)(nnlib_backend *backend, nn_context *ctx,
-                        nnlib_rng rng, uint64_t seed);
+  nn_status (*rng_seed)(nnlib_backend *backend, nn_context *ctx, nnlib_rng rng,
+                        uint64_t seed);
+  /* count uniforms in (0, 1]. */
+  nn_status (*random_uniform)(nnlib_backend *backend, nn_context *ctx,
+                              nnlib_rng rng, float *dst, size_t count);
   /* count must be even (cuRAND's Box-Muller makes pairs). */
   nn_status (*random_normal)(nnlib_backend *backend, nn_context *ctx,
                              nnlib_rng rng, float *dst, size_t count);
@@ -66,9 +69,9 @@ typedef struct nnlib_backend_ops {
   /* Σ over all n × m entries of the per-example loss L(ŷ, y), from Z[L] and
    * A[L] (stable forms: softplus for BCE, log-sum-exp for CE). Returned to
    * the host in *sum. */
-  nn_status (*loss_sum)(nnlib_backend *backend, nn_context *ctx,
-                        nn_loss loss, const nnlib_layer *output,
-                        const float *y, size_t m, double *sum);
+  nn_status (*loss_sum)(nnlib_backend *backend, nn_context *ctx, nn_loss loss,
+                        const nnlib_layer *output, const float *y, size_t m,
+                        double *sum);
 
   /* dZ[L] = A[L] - Y (n × m): the gradient of every supported output+loss
    * pair with respect to Z[L], per example (the 1/m comes in dW, db). */

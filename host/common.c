@@ -110,8 +110,8 @@ static const char *const activation_names[NN_ACTIVATION_COUNT] = {
     "linear", "relu", "leaky_relu", "tanh", "sigmoid", "gelu", "softmax"};
 static const char *const loss_names[NN_LOSS_COUNT] = {
     "binary_cross_entropy", "categorical_cross_entropy", "mean_squared_error"};
-static const char *const init_names[NN_INIT_COUNT] = {
-    "zeros", "normal", "he", "xavier", "glorot"};
+static const char *const init_names[NN_INIT_COUNT] = {"zeros", "normal", "he",
+                                                      "xavier", "glorot"};
 static const char *const optimizer_names[NN_OPTIMIZER_COUNT] = {
     "gd", "momentum", "rmsprop", "adam"};
 

@@ -120,7 +120,8 @@ static nn_status cpu_rng_create(nnlib_backend *backend, nn_context *ctx,
   curandGenerator_t generator = NULL;
   *out = NULL;
   nn_status status = CHECK_CURAND(
-      ctx, curandCreateGeneratorHost(&generator, CURAND_RNG_PSEUDO_PHILOX4_32_10));
+      ctx,
+      curandCreateGeneratorHost(&generator, CURAND_RNG_PSEUDO_PHILOX4_32_10));
   if (status != NN_OK)
     return status;
   status = cpu_rng_seed(backend, ctx, generator, seed);
@@ -141,8 +142,15 @@ static void cpu_rng_destroy(nnlib_backend *backend, nnlib_rng rng) {
 static nn_status cpu_random_normal(nnlib_backend *backend, nn_context *ctx,
                                    nnlib_rng rng, float *dst, size_t count) {
   (void)backend;
+  return CHECK_CURAND(ctx, curandGenerateNormal((curandGenerator_t)rng, dst,
+                                                count, 0.0f, 1.0f));
+}
+
+static nn_status cpu_random_uniform(nnlib_backend *backend, nn_context *ctx,
+                                    nnlib_rng rng, float *dst, size_t count) {
+  (void)backend;
   return CHECK_CURAND(
-      ctx, curandGenerateNormal((curandGenerator_t)rng, dst, count, 0.0f, 1.0f));
+      ctx, curandGenerateUniform((curandGenerator_t)rng, dst, count));
 }
 
 /* ------------------------------------------------------------------------ */
@@ -186,8 +194,7 @@ static float activate(nn_activation activation, float z) {
 }
 
 /* g'(z), given z and a = g(z). */
-static float activation_derivative(nn_activation activation, float z,
-                                   float a) {
+static float activation_derivative(nn_activation activation, float z, float a) {
   switch (activation) {
   case NN_ACTIVATION_RELU:
     return z > 0.0f ? 1.0f : 0.0f;
@@ -250,11 +257,9 @@ static nn_status cpu_dense_forward(nnlib_backend *backend, nn_context *ctx,
 static nn_status cpu_dropout_forward(nnlib_backend *backend, nn_context *ctx,
                                      const nnlib_layer *layer, nnlib_rng rng,
                                      size_t m) {
-  (void)backend;
   size_t count = layer->units * m;
   float *mask = layer->dropout_mask;
-  nn_status status = CHECK_CURAND(
-      ctx, curandGenerateUniform((curandGenerator_t)rng, mask, count));
+  nn_status status = cpu_random_uniform(backend, ctx, rng, mask, count);
   if (status != NN_OK)
     return status;
   const float keep = 1.0f - layer->dropout;
@@ -341,8 +346,8 @@ static nn_status cpu_output_gradient(nnlib_backend *backend, nn_context *ctx,
 
 static nn_status cpu_activation_backward(nnlib_backend *backend,
                                          nn_context *ctx,
-                                         const nnlib_layer *layer,
-                                         float *da_dz, size_t m) {
+                                         const nnlib_layer *layer, float *da_dz,
+                                         size_t m) {
   (void)backend;
   (void)ctx;
   const size_t count = layer->units * m;
@@ -360,8 +365,7 @@ static nn_status cpu_activation_backward(nnlib_backend *backend,
 static nn_status cpu_dense_backward(nnlib_backend *backend, nn_context *ctx,
                                     const nnlib_layer *layer,
                                     const float *a_prev, const float *dz,
-                                    size_t m, float l2_lambda,
-                                    float *da_prev) {
+                                    size_t m, float l2_lambda, float *da_prev) {
   (void)backend;
   (void)ctx;
   const size_t n = layer->units, n_prev = layer->inputs;
@@ -451,6 +455,7 @@ static const nnlib_backend_ops cpu_ops = {
     .rng_create = cpu_rng_create,
     .rng_destroy = cpu_rng_destroy,
     .rng_seed = cpu_rng_seed,
+    .random_uniform = cpu_random_uniform,
     .random_normal = cpu_random_normal,
     .dense_forward = cpu_dense_forward,
     .dropout_forward = cpu_dropout_forward,
@@ -464,8 +469,8 @@ static const nnlib_backend_ops cpu_ops = {
 
 nn_status nnlib_cpu_backend_create(nn_context *ctx, nnlib_backend **out) {
   nnlib_backend *backend = NULL;
-  nn_status status = nnlib_host_alloc(ctx, 1, sizeof *backend,
-                                      (void **)&backend);
+  nn_status status =
+      nnlib_host_alloc(ctx, 1, sizeof *backend, (void **)&backend);
   if (status != NN_OK)
     return status;
   backend->ops = &cpu_ops;

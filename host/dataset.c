@@ -7,24 +7,27 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Shapes and pointers shared by every constructor. */
+/* Shapes and pointers shared by every constructor. y_name and width_name
+ * are how the caller spells the targets and their width ("y" and "n_y", or
+ * "labels" and "class_count"), so that messages name what was passed. */
 static nn_status check_shape(nn_context *ctx, const char *call,
                              size_t input_width, size_t target_width,
                              size_t example_count, const float *x,
-                             const void *y, nn_dataset **out) {
+                             const void *y, const char *y_name,
+                             const char *width_name, nn_dataset **out) {
   if (!ctx)
     return NN_ERROR_INVALID_ARGUMENT;
   if (!out)
-    return NNLIB_FAIL_CALL(ctx, NN_ERROR_INVALID_ARGUMENT, call,
-                           "out is NULL");
+    return NNLIB_FAIL_CALL(ctx, NN_ERROR_INVALID_ARGUMENT, call, "out is NULL");
   *out = NULL;
   if (!x || !y)
-    return NNLIB_FAIL_CALL(ctx, NN_ERROR_INVALID_ARGUMENT, call,
-                           "%s is NULL", x ? "y" : "x");
+    return NNLIB_FAIL_CALL(ctx, NN_ERROR_INVALID_ARGUMENT, call, "%s is NULL",
+                           x ? y_name : "x");
   if (input_width == 0 || target_width == 0 || example_count == 0)
     return NNLIB_FAIL_CALL(ctx, NN_ERROR_SHAPE_MISMATCH, call,
-                           "empty dataset: n_x = %zu, n_y = %zu, m = %zu",
-                           input_width, target_width, example_count);
+                           "empty dataset: n_x = %zu, %s = %zu, m = %zu",
+                           input_width, width_name, target_width,
+                           example_count);
   size_t total;
   if (!nnlib_checked_mul(input_width, example_count, &total) ||
       !nnlib_checked_mul(target_width, example_count, &total))
@@ -50,8 +53,8 @@ static nn_status new_dataset(nn_context *ctx, size_t input_width,
                              size_t target_width, size_t example_count,
                              bool owning, nn_dataset **out) {
   nn_dataset *dataset = NULL;
-  nn_status status = nnlib_host_alloc(ctx, 1, sizeof *dataset,
-                                      (void **)&dataset);
+  nn_status status =
+      nnlib_host_alloc(ctx, 1, sizeof *dataset, (void **)&dataset);
   if (status != NN_OK)
     return status;
   dataset->ctx = ctx;
@@ -78,17 +81,16 @@ static nn_status new_dataset(nn_context *ctx, size_t input_width,
 static nn_status create_checked(nn_context *ctx, const char *call,
                                 size_t input_width, size_t target_width,
                                 size_t example_count, const float *x,
-                                const float *y, bool owning,
-                                nn_dataset **out) {
+                                const float *y, bool owning, nn_dataset **out) {
   nn_status status = check_shape(ctx, call, input_width, target_width,
-                                 example_count, x, y, out);
+                                 example_count, x, y, "y", "n_y", out);
   if (status == NN_OK)
     status = check_finite(ctx, call, "X", x, input_width, example_count);
   if (status == NN_OK)
     status = check_finite(ctx, call, "Y", y, target_width, example_count);
   if (status == NN_OK)
-    status = new_dataset(ctx, input_width, target_width, example_count,
-                         owning, out);
+    status =
+        new_dataset(ctx, input_width, target_width, example_count, owning, out);
   if (status != NN_OK)
     return status;
   if (owning) {
@@ -104,15 +106,15 @@ static nn_status create_checked(nn_context *ctx, const char *call,
 nn_status nn_dataset_create(nn_context *ctx, size_t input_width,
                             size_t target_width, size_t example_count,
                             const float *x, const float *y, nn_dataset **out) {
-  return create_checked(ctx, __func__, input_width, target_width,
-                        example_count, x, y, true, out);
+  return create_checked(ctx, __func__, input_width, target_width, example_count,
+                        x, y, true, out);
 }
 
 nn_status nn_dataset_view(nn_context *ctx, size_t input_width,
                           size_t target_width, size_t example_count,
                           const float *x, const float *y, nn_dataset **out) {
-  return create_checked(ctx, __func__, input_width, target_width,
-                        example_count, x, y, false, out);
+  return create_checked(ctx, __func__, input_width, target_width, example_count,
+                        x, y, false, out);
 }
 
 /* Labels -> targets: one-hot columns (class_count >= 2) or a 0/1 row. */
@@ -139,18 +141,19 @@ nn_status nn_dataset_create_from_labels(nn_context *ctx, size_t input_width,
                                         const int32_t *labels,
                                         size_t class_count, nn_dataset **out) {
   const char *call = __func__;
-  nn_status status = check_shape(ctx, call, input_width, class_count,
-                                 example_count, x, labels, out);
+  nn_status status =
+      check_shape(ctx, call, input_width, class_count, example_count, x, labels,
+                  "labels", "class_count", out);
   if (status == NN_OK)
     status = check_finite(ctx, call, "X", x, input_width, example_count);
   if (status == NN_OK)
-    status = new_dataset(ctx, input_width, class_count, example_count, true,
-                         out);
+    status =
+        new_dataset(ctx, input_width, class_count, example_count, true, out);
   if (status != NN_OK)
     return status;
   memcpy((*out)->owned_x, x, input_width * example_count * sizeof(float));
-  status = encode_labels(ctx, labels, example_count, class_count,
-                         (*out)->owned_y);
+  status =
+      encode_labels(ctx, labels, example_count, class_count, (*out)->owned_y);
   if (status != NN_OK) {
     nn_dataset_destroy(*out);
     *out = NULL;
@@ -170,6 +173,30 @@ nn_status nnlib_dataset_gather(const nn_dataset *source, const size_t *columns,
     memcpy((*out)->owned_y + j * ny, source->y + columns[j] * ny,
            ny * sizeof(float));
   }
+  return NN_OK;
+}
+
+nn_status nnlib_dataset_adopt(nn_context *ctx, size_t input_width,
+                              size_t target_width, size_t example_count,
+                              float *x, float *y, nn_dataset **out) {
+  nn_status status = NN_OK;
+  size_t total;
+  if (input_width == 0 || example_count == 0 || (target_width == 0) != !y ||
+      !nnlib_checked_mul(input_width, example_count, &total) ||
+      !nnlib_checked_mul(target_width, example_count, &total))
+    status = NNLIB_FAIL(ctx, NN_ERROR_SHAPE_MISMATCH,
+                        "n_x = %zu, n_y = %zu (y %s), m = %zu", input_width,
+                        target_width, y ? "given" : "NULL", example_count);
+  if (status == NN_OK)
+    status =
+        new_dataset(ctx, input_width, target_width, example_count, false, out);
+  if (status != NN_OK) {
+    free(x);
+    free(y);
+    return status;
+  }
+  (*out)->x = (*out)->owned_x = x;
+  (*out)->y = (*out)->owned_y = y;
   return NN_OK;
 }
 

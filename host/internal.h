@@ -73,6 +73,15 @@ struct nn_dataset {
 nn_status nnlib_dataset_gather(const nn_dataset *source, const size_t *columns,
                                size_t count, nn_dataset **out);
 
+/* A new dataset taking ownership of x (n_x × m) and y (n_y × m), both from
+ * malloc and already checked finite (the loaders check while converting).
+ * y may be NULL with target_width 0: a dataset without targets, which can
+ * be predicted on but not trained on or evaluated. On failure both buffers
+ * are freed. */
+nn_status nnlib_dataset_adopt(nn_context *ctx, size_t input_width,
+                              size_t target_width, size_t example_count,
+                              float *x, float *y, nn_dataset **out);
+
 /* ------------------------------------------------------------------------ */
 /* Model and its arenas                                                      */
 /* ------------------------------------------------------------------------ */
@@ -83,12 +92,12 @@ typedef struct nnlib_layer {
   size_t units;  /* n[l] */
   size_t inputs; /* n[l-1] */
   nn_activation activation;
-  float dropout;        /* drop probability of A[l] while training */
-  size_t param_offset;  /* W[l] starts here in the parameter arena */
-  float *weights;       /* W[l]: row-major [n[l], n[l-1]] */
-  float *bias;          /* b[l]: [n[l]] */
-  float *weight_grad;   /* dW[l], same layout as W[l] */
-  float *bias_grad;     /* db[l] */
+  float dropout;         /* drop probability of A[l] while training */
+  size_t param_offset;   /* W[l] starts here in the parameter arena */
+  float *weights;        /* W[l]: row-major [n[l], n[l-1]] */
+  float *bias;           /* b[l]: [n[l]] */
+  float *weight_grad;    /* dW[l], same layout as W[l] */
+  float *bias_grad;      /* db[l] */
   float *pre_activation; /* Z[l]: (n[l] × capacity) */
   float *activation_out; /* A[l]: (n[l] × capacity) */
   float *dropout_mask;   /* (n[l] × capacity) of 0 or 1/keep; NULL if none */
@@ -98,8 +107,8 @@ typedef void *nnlib_rng;
 
 struct nn_model {
   nn_context *ctx;
-  size_t input_width; /* n_x */
-  size_t layer_count; /* L */
+  size_t input_width;  /* n_x */
+  size_t layer_count;  /* L */
   nnlib_layer *layers; /* layers[0] is layer 1 */
   nn_loss loss;
 
@@ -107,16 +116,16 @@ struct nn_model {
   size_t parameter_count;
   float *parameters;
   float *gradients;
-  float *first_moment;  /* momentum velocity / Adam m */
-  float *second_moment; /* RMSprop / Adam s */
+  float *first_moment;     /* momentum velocity / Adam m */
+  float *second_moment;    /* RMSprop / Adam s */
   uint64_t optimizer_step; /* Adam's t */
 
   /* Activation arena: input, targets, per layer Z, A, masks, and two
    * backward scratch buffers, all for `capacity` examples. */
   size_t capacity;
   float *activation_arena;
-  float *input;          /* A[0]: (n_x × capacity) */
-  float *targets;        /* Y: (n[L] × capacity) */
+  float *input;               /* A[0]: (n_x × capacity) */
+  float *targets;             /* Y: (n[L] × capacity) */
   float *backward_scratch[2]; /* (max n[l] × capacity) each: dA / dZ */
 
   nnlib_rng dropout_rng;
@@ -133,8 +142,7 @@ nn_status nnlib_model_reserve(nn_model *model, size_t examples);
 /* The scheduler's building blocks, on data already in model->input and
  * model->targets (m columns). */
 nn_status nnlib_forward(nn_model *model, size_t m, bool training);
-nn_status nnlib_cost(nn_model *model, size_t m, float l2_lambda,
-                     double *cost);
+nn_status nnlib_cost(nn_model *model, size_t m, float l2_lambda, double *cost);
 nn_status nnlib_backward(nn_model *model, size_t m, float l2_lambda);
 nn_status nnlib_update(nn_model *model, const nn_optimizer_settings *settings,
                        float learning_rate);

@@ -76,8 +76,8 @@ static nn_status check_spec(nn_context *ctx, const nn_model_spec *spec) {
     return NNLIB_FAIL_CALL(ctx, NN_ERROR_INVALID_SPEC, call,
                            "the model has no layers");
   if (!is_known_loss(spec->loss))
-    return NNLIB_FAIL_CALL(ctx, NN_ERROR_INVALID_SPEC, call,
-                           "unknown loss %d", (int)spec->loss);
+    return NNLIB_FAIL_CALL(ctx, NN_ERROR_INVALID_SPEC, call, "unknown loss %d",
+                           (int)spec->loss);
   for (size_t l = 1; l <= spec->layer_count; l++) {
     nn_status status = check_layer(ctx, &spec->layers[l - 1], l,
                                    spec->layer_count, spec->loss);
@@ -240,8 +240,8 @@ nn_status nnlib_model_reserve(nn_model *model, size_t examples) {
     return NNLIB_FAIL(model->ctx, NN_ERROR_OUT_OF_MEMORY,
                       "activations for %zu examples overflow", examples);
   float *arena = NULL;
-  nn_status status = OPS(model)->alloc(BACKEND(model), model->ctx, total,
-                                       &arena);
+  nn_status status =
+      OPS(model)->alloc(BACKEND(model), model->ctx, total, &arena);
   if (status != NN_OK)
     return status;
   OPS(model)->release(BACKEND(model), model->activation_arena);
@@ -325,9 +325,9 @@ static nn_status draw_normal_parameters(nn_model *model, nn_init init,
     status = ops->random_normal(backend, ctx, rng, scratch, even);
   for (size_t l = 0; status == NN_OK && l < model->layer_count; l++) {
     nnlib_layer *layer = &model->layers[l];
-    status = ops->scale(backend, ctx, layer->weights,
-                        scratch + layer->param_offset, init_scale(init, layer),
-                        layer->units * layer->inputs);
+    status =
+        ops->scale(backend, ctx, layer->weights, scratch + layer->param_offset,
+                   init_scale(init, layer), layer->units * layer->inputs);
     if (status == NN_OK)
       status = ops->fill(backend, ctx, layer->bias, 0.0f, layer->units);
   }
@@ -339,13 +339,12 @@ static nn_status draw_normal_parameters(nn_model *model, nn_init init,
 nn_status nn_model_reset_optimizer(nn_model *model) {
   if (!model)
     return NN_ERROR_INVALID_ARGUMENT;
-  nn_status status = OPS(model)->fill(BACKEND(model), model->ctx,
-                                      model->first_moment, 0.0f,
-                                      model->parameter_count);
+  nn_status status =
+      OPS(model)->fill(BACKEND(model), model->ctx, model->first_moment, 0.0f,
+                       model->parameter_count);
   if (status == NN_OK)
-    status = OPS(model)->fill(BACKEND(model), model->ctx,
-                              model->second_moment, 0.0f,
-                              model->parameter_count);
+    status = OPS(model)->fill(BACKEND(model), model->ctx, model->second_moment,
+                              0.0f, model->parameter_count);
   model->optimizer_step = 0;
   return status;
 }
@@ -417,8 +416,8 @@ nn_status nn_model_get_layer_gradients(const nn_model *model, size_t layer,
     return NNLIB_FAIL(model->ctx, NN_ERROR_STATE,
                       "no backward pass has run since the last change");
   const nnlib_layer *view = &model->layers[layer - 1];
-  return download_pair(model, view->weight_grad, view->bias_grad, view,
-                       weights, bias);
+  return download_pair(model, view->weight_grad, view->bias_grad, view, weights,
+                       bias);
 }
 
 static nn_status check_finite_values(nn_context *ctx, const char *call,
@@ -430,8 +429,8 @@ static nn_status check_finite_values(nn_context *ctx, const char *call,
   if (bad == count)
     return NN_OK;
   return NNLIB_FAIL_CALL(ctx, NN_ERROR_INVALID_DATA, call,
-                         "%s of layer %zu: element %zu is %g", what, layer,
-                         bad, (double)values[bad]);
+                         "%s of layer %zu: element %zu is %g", what, layer, bad,
+                         (double)values[bad]);
 }
 
 nn_status nn_model_set_layer_parameters(nn_model *model, size_t layer,
@@ -448,8 +447,8 @@ nn_status nn_model_set_layer_parameters(nn_model *model, size_t layer,
   status = check_finite_values(model->ctx, call, "weights", layer, weights,
                                weight_count);
   if (status == NN_OK)
-    status = check_finite_values(model->ctx, call, "bias", layer, bias,
-                                 view->units);
+    status =
+        check_finite_values(model->ctx, call, "bias", layer, bias, view->units);
   nnlib_backend *backend = BACKEND(model);
   if (status == NN_OK && weights)
     status = backend->ops->upload(backend, model->ctx, view->weights, weights,
@@ -482,8 +481,8 @@ nn_status nn_model_set_parameters(nn_model *model, const float *values,
                       count, values ? "" : " (NULL)");
   size_t bad = nnlib_first_non_finite(values, count);
   if (bad != count)
-    return NNLIB_FAIL(model->ctx, NN_ERROR_INVALID_DATA,
-                      "parameter %zu is %g", bad, (double)values[bad]);
+    return NNLIB_FAIL(model->ctx, NN_ERROR_INVALID_DATA, "parameter %zu is %g",
+                      bad, (double)values[bad]);
   nn_status status = BACKEND(model)->ops->upload(
       BACKEND(model), model->ctx, model->parameters, values, count);
   return status == NN_OK ? parameters_changed(model) : status;

@@ -19,8 +19,8 @@ static const nnlib_layer *output_layer(const nn_model *model) {
 }
 
 static size_t chunk_size(const nn_model *model, size_t m) {
-  size_t chunk = model->capacity > PREDICT_CHUNK ? model->capacity
-                                                 : PREDICT_CHUNK;
+  size_t chunk =
+      model->capacity > PREDICT_CHUNK ? model->capacity : PREDICT_CHUNK;
   return chunk < m ? chunk : m;
 }
 
@@ -29,21 +29,19 @@ static size_t chunk_size(const nn_model *model, size_t m) {
 static nn_status forward_chunk(nn_model *model, const float *x, size_t first,
                                size_t count, float *yhat) {
   const size_t nx = model->input_width, ny = output_layer(model)->units;
-  nn_status status = OPS(model)->upload(BACKEND(model), model->ctx,
-                                        model->input, x + first * nx,
-                                        nx * count);
+  nn_status status = OPS(model)->upload(
+      BACKEND(model), model->ctx, model->input, x + first * nx, nx * count);
   if (status == NN_OK)
     status = nnlib_forward(model, count, false);
   if (status == NN_OK && yhat)
-    status = OPS(model)->download(BACKEND(model), model->ctx, yhat,
-                                  output_layer(model)->activation_out,
-                                  ny * count);
+    status =
+        OPS(model)->download(BACKEND(model), model->ctx, yhat,
+                             output_layer(model)->activation_out, ny * count);
   return status;
 }
 
 static nn_status check_predict_args(nn_model *model, const char *call,
-                                    const float *x, size_t m,
-                                    const void *out) {
+                                    const float *x, size_t m, const void *out) {
   if (!x || !out)
     return NNLIB_FAIL_CALL(model->ctx, NN_ERROR_INVALID_ARGUMENT, call,
                            "%s is NULL", x ? "the output buffer" : "x");
@@ -89,8 +87,8 @@ nn_status nn_model_predict_classes(nn_model *model, const float *x, size_t m,
     return status;
   const size_t chunk = chunk_size(model, m), ny = output_layer(model)->units;
   float *yhat = NULL;
-  status = nnlib_host_alloc(model->ctx, ny, chunk * sizeof(float),
-                            (void **)&yhat);
+  status =
+      nnlib_host_alloc(model->ctx, ny, chunk * sizeof(float), (void **)&yhat);
   for (size_t first = 0; status == NN_OK && first < m; first += chunk) {
     size_t count = m - first < chunk ? m - first : chunk;
     status = forward_chunk(model, x, first, count, yhat);
@@ -112,8 +110,8 @@ static void accumulate_metrics(const nn_model *model, const float *yhat,
   const size_t ny = output_layer(model)->units;
   if (model->loss != NN_LOSS_MEAN_SQUARED_ERROR) {
     for (size_t j = 0; j < count; j++)
-      sums->correct += column_class(yhat + j * ny, ny) ==
-                       column_class(y + j * ny, ny);
+      sums->correct +=
+          column_class(yhat + j * ny, ny) == column_class(y + j * ny, ny);
     return;
   }
   for (size_t k = 0; k < ny * count; k++) {
@@ -134,9 +132,9 @@ static nn_status evaluate_chunk(nn_model *model, const nn_dataset *data,
     status = OPS(model)->upload(BACKEND(model), model->ctx, model->targets, y,
                                 ny * count);
   if (status == NN_OK)
-    status = OPS(model)->loss_sum(BACKEND(model), model->ctx, model->loss,
-                                  output_layer(model), model->targets, count,
-                                  &loss);
+    status =
+        OPS(model)->loss_sum(BACKEND(model), model->ctx, model->loss,
+                             output_layer(model), model->targets, count, &loss);
   if (status == NN_OK) {
     sums->loss += loss;
     accumulate_metrics(model, yhat, y, count, sums);
@@ -156,8 +154,8 @@ nn_status nn_model_evaluate(nn_model *model, const nn_dataset *data,
     return NNLIB_FAIL(model->ctx, NN_ERROR_SHAPE_MISMATCH,
                       "data has n_x = %zu, n_y = %zu; the model takes %zu "
                       "inputs and gives %zu outputs",
-                      data->input_width, data->target_width,
-                      model->input_width, ny);
+                      data->input_width, data->target_width, model->input_width,
+                      ny);
   nn_status status = nnlib_check_targets(model, data->y, m, __func__);
   if (status == NN_OK)
     status = nnlib_model_reserve(model, chunk_size(model, m));
@@ -166,8 +164,8 @@ nn_status nn_model_evaluate(nn_model *model, const nn_dataset *data,
   const size_t chunk = chunk_size(model, m);
   float *yhat = NULL;
   metric_sums sums = {0};
-  status = nnlib_host_alloc(model->ctx, ny, chunk * sizeof(float),
-                            (void **)&yhat);
+  status =
+      nnlib_host_alloc(model->ctx, ny, chunk * sizeof(float), (void **)&yhat);
   for (size_t first = 0; status == NN_OK && first < m; first += chunk) {
     size_t count = m - first < chunk ? m - first : chunk;
     status = evaluate_chunk(model, data, first, count, yhat, &sums);

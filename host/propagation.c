@@ -43,9 +43,9 @@ static nn_status l2_penalty(nn_model *model, size_t m, float l2_lambda,
   for (size_t l = 0; l < model->layer_count; l++) {
     const nnlib_layer *layer = &model->layers[l];
     double squares = 0.0;
-    nn_status status = OPS(model)->sum_squares(
-        BACKEND(model), model->ctx, layer->weights,
-        layer->units * layer->inputs, &squares);
+    nn_status status =
+        OPS(model)->sum_squares(BACKEND(model), model->ctx, layer->weights,
+                                layer->units * layer->inputs, &squares);
     if (status != NN_OK)
       return status;
     total += squares;
@@ -54,8 +54,7 @@ static nn_status l2_penalty(nn_model *model, size_t m, float l2_lambda,
   return NN_OK;
 }
 
-nn_status nnlib_cost(nn_model *model, size_t m, float l2_lambda,
-                     double *cost) {
+nn_status nnlib_cost(nn_model *model, size_t m, float l2_lambda, double *cost) {
   double loss_sum = 0.0, penalty = 0.0;
   nn_status status =
       OPS(model)->loss_sum(BACKEND(model), model->ctx, model->loss,
@@ -96,23 +95,23 @@ nn_status nnlib_check_optimizer(nn_context *ctx, const char *call,
                                 float learning_rate) {
   if (!settings)
     return NNLIB_FAIL_CALL(ctx, NN_ERROR_INVALID_ARGUMENT, call,
-                      "optimizer settings are NULL");
+                           "optimizer settings are NULL");
   if ((int)settings->kind < 0 || settings->kind >= NN_OPTIMIZER_COUNT)
-    return NNLIB_FAIL_CALL(ctx, NN_ERROR_INVALID_ARGUMENT, call, "unknown optimizer %d",
-                      (int)settings->kind);
+    return NNLIB_FAIL_CALL(ctx, NN_ERROR_INVALID_ARGUMENT, call,
+                           "unknown optimizer %d", (int)settings->kind);
   if (!(learning_rate > 0.0f) || !isfinite(learning_rate))
     return NNLIB_FAIL_CALL(ctx, NN_ERROR_INVALID_ARGUMENT, call,
-                      "learning rate must be a positive number, got %g",
-                      (double)learning_rate);
+                           "learning rate must be a positive number, got %g",
+                           (double)learning_rate);
   if (!(settings->beta1 >= 0.0f && settings->beta1 < 1.0f) ||
       !(settings->beta2 >= 0.0f && settings->beta2 < 1.0f))
     return NNLIB_FAIL_CALL(ctx, NN_ERROR_INVALID_ARGUMENT, call,
-                      "beta1 = %g and beta2 = %g must lie in [0, 1)",
-                      (double)settings->beta1, (double)settings->beta2);
+                           "beta1 = %g and beta2 = %g must lie in [0, 1)",
+                           (double)settings->beta1, (double)settings->beta2);
   if (!(settings->epsilon > 0.0f) || !isfinite(settings->epsilon))
     return NNLIB_FAIL_CALL(ctx, NN_ERROR_INVALID_ARGUMENT, call,
-                      "epsilon must be a positive number, got %g",
-                      (double)settings->epsilon);
+                           "epsilon must be a positive number, got %g",
+                           (double)settings->epsilon);
   return NN_OK;
 }
 
@@ -142,9 +141,9 @@ nn_status nnlib_update(nn_model *model, const nn_optimizer_settings *settings,
 
 static nn_status bad_target(nn_model *model, const char *what, size_t index,
                             size_t rows, float value, const char *rule) {
-  return NNLIB_FAIL(model->ctx, NN_ERROR_INVALID_DATA,
-                    "%s: Y[row %zu, example %zu] = %g, but %s", what,
-                    index % rows, index / rows, (double)value, rule);
+  return NNLIB_FAIL_CALL(model->ctx, NN_ERROR_INVALID_DATA, what,
+                         "Y[row %zu, example %zu] = %g, but %s", index % rows,
+                         index / rows, (double)value, rule);
 }
 
 nn_status nnlib_check_targets(nn_model *model, const float *targets, size_t m,
@@ -165,10 +164,10 @@ nn_status nnlib_check_targets(nn_model *model, const float *targets, size_t m,
     for (size_t i = 0; i < n; i++)
       total += targets[j * n + i];
     if (fabs(total - 1.0) > 1e-3)
-      return NNLIB_FAIL(model->ctx, NN_ERROR_INVALID_DATA,
-                        "%s: targets of example %zu sum to %g, but softmax "
-                        "targets must be a distribution (one-hot labels)",
-                        what, j, total);
+      return NNLIB_FAIL_CALL(model->ctx, NN_ERROR_INVALID_DATA, what,
+                             "targets of example %zu sum to %g, but softmax "
+                             "targets must be a distribution (one-hot labels)",
+                             j, total);
   }
   return NN_OK;
 }
@@ -223,12 +222,12 @@ static nn_status stage_targets(nn_model *model, const char *call,
                            "first");
   if (model->forward_examples != m)
     return NNLIB_FAIL_CALL(model->ctx, NN_ERROR_SHAPE_MISMATCH, call,
-                           "y has %zu examples but the forward pass had %zu",
-                           m, model->forward_examples);
+                           "y has %zu examples but the forward pass had %zu", m,
+                           model->forward_examples);
   status = nnlib_check_targets(model, y, m, call);
   if (status == NN_OK)
-    status = upload_columns(model, model->targets, y,
-                            output_layer(model)->units, m);
+    status =
+        upload_columns(model, model->targets, y, output_layer(model)->units, m);
   return status;
 }
 
@@ -273,8 +272,8 @@ nn_status nn_model_update(nn_model *model,
                           float learning_rate) {
   if (!model)
     return NN_ERROR_INVALID_ARGUMENT;
-  nn_status status = nnlib_check_optimizer(model->ctx, __func__, optimizer,
-                                           learning_rate);
+  nn_status status =
+      nnlib_check_optimizer(model->ctx, __func__, optimizer, learning_rate);
   if (status != NN_OK)
     return status;
   if (model->backward_examples == 0)

@@ -43,7 +43,7 @@ typedef struct training_run {
   float *staging_x, *staging_y; /* host gather buffers for one batch */
   float *initial_parameters;    /* restored if training fails */
   float *best_parameters;       /* for early stopping */
-  size_t iteration;
+  nn_train_state position;      /* where the run is; resumable */
   nn_train_summary summary;
 } training_run;
 
@@ -93,13 +93,14 @@ static nn_status split_validation(training_run *run, const nn_dataset *data) {
   if (fraction == 0.0)
     return NN_OK;
   if (held_out == 0 || held_out >= m)
-    return NNLIB_FAIL(run->model->ctx, NN_ERROR_INVALID_ARGUMENT,
-                      "a validation fraction of %g of %zu examples leaves "
-                      "%zu for validation and %zu for training",
-                      fraction, m, held_out, m - held_out);
+    return NNLIB_FAIL_CALL(run->model->ctx, NN_ERROR_INVALID_ARGUMENT,
+                           "nn_model_train",
+                           "a validation fraction of %g of %zu examples "
+                           "leaves %zu for validation and %zu for training",
+                           fraction, m, held_out, m - held_out);
   size_t *order = NULL;
-  nn_status status = nnlib_host_alloc(run->model->ctx, m, sizeof *order,
-                                      (void **)&order);
+  nn_status status =
+      nnlib_host_alloc(run->model->ctx, m, sizeof *order, (void **)&order);
   if (status != NN_OK)
     return status;
   nnlib_permutation(order, m, nnlib_mix64(run->options->seed ^ SEED_SPLIT));
@@ -139,8 +140,7 @@ static nn_status prepare_run(training_run *run, const nn_dataset *data) {
   const size_t nx = model->input_width, ny = run->train->target_width;
   status = nnlib_model_reserve(model, run->batch_size);
   if (status == NN_OK && run->batch_size < m)
-    status = nnlib_host_alloc(ctx, m, sizeof *run->order,
-                              (void **)&run->order);
+    status = nnlib_host_alloc(ctx, m, sizeof *run->order, (void **)&run->order);
   if (status == NN_OK && run->order)
     status = nnlib_host_alloc(ctx, nx * run->batch_size, sizeof(float),
                               (void **)&run->staging_x);
@@ -151,10 +151,6 @@ static nn_status prepare_run(training_run *run, const nn_dataset *data) {
     status = snapshot_parameters(model, &run->initial_parameters);
   if (status == NN_OK && run->options->early_stopping_patience > 0)
     status = snapshot_parameters(model, &run->best_parameters);
-  if (status == NN_OK)
-    status = OPS(model)->rng_seed(BACKEND(model), ctx, model->dropout_rng,
-                                  nnlib_mix64(run->options->seed ^
-                                              SEED_DROPOUT));
   return status;
 }
 
@@ -202,8 +198,7 @@ static int report(const training_run *run, const nn_progress *progress) {
 /* Forward, cost (before the update, as the notes log it), backward, update.
  */
 static nn_status train_batch(training_run *run, size_t epoch, size_t first,
-                             size_t count, float learning_rate,
-                             double *cost) {
+                             size_t count, float learning_rate, double *cost) {
   nn_model *model = run->model;
   const nn_train_options *options = run->options;
   nn_status status = stage_batch(run, first, count);
@@ -215,7 +210,7 @@ static nn_status train_batch(training_run *run, size_t epoch, size_t first,
     return NNLIB_FAIL_CALL(model->ctx, NN_ERROR_NUMERIC, "nn_model_train",
                            "the cost became %g at epoch %zu, iteration %zu "
                            "(learning rate %g too high?)",
-                           *cost, epoch, run->iteration,
+                           *cost, epoch, run->position.iteration,
                            (double)learning_rate);
   if (status == NN_OK)
     status = nnlib_backward(model, count, options->l2_lambda);
@@ -224,33 +219,68 @@ static nn_status train_batch(training_run *run, size_t epoch, size_t first,
   return status;
 }
 
-/* One pass over the training set; *mean_cost is the example-weighted mean
- * of the batch costs. */
-static nn_status train_epoch(training_run *run, size_t epoch,
-                             float learning_rate, double *mean_cost) {
-  const nn_train_options *options = run->options;
+/* Dropout masks come from a stream seeded per epoch (reseeding cuRAND's
+ * host generator costs milliseconds, too much per batch). A run resumed in
+ * the middle of an epoch draws and discards the masks of the batches already
+ * done, so it continues with the masks an uninterrupted run would use. */
+static nn_status seed_dropout(training_run *run) {
+  nn_model *model = run->model;
+  bool any_dropout = false;
+  for (size_t l = 0; l < model->layer_count; l++)
+    any_dropout = any_dropout || model->layers[l].dropout > 0.0f;
+  if (!any_dropout)
+    return NN_OK;
+  nn_status status =
+      OPS(model)->rng_seed(BACKEND(model), model->ctx, model->dropout_rng,
+                           nnlib_mix64(run->options->seed ^ SEED_DROPOUT) ^
+                               nnlib_mix64(run->position.epoch));
   const size_t m = run->train->example_count;
+  for (size_t batch = 0; status == NN_OK && batch < run->position.batch;
+       batch++) {
+    size_t first = batch * run->batch_size;
+    size_t count = m - first < run->batch_size ? m - first : run->batch_size;
+    for (size_t l = 0; status == NN_OK && l < model->layer_count; l++)
+      if (model->layers[l].dropout > 0.0f)
+        status = OPS(model)->random_uniform(
+            BACKEND(model), model->ctx, model->dropout_rng,
+            model->layers[l].dropout_mask, model->layers[l].units * count);
+  }
+  return status;
+}
+
+/* One pass over the training set, from batch position.batch on (non-zero
+ * when resuming); *mean_cost is the example-weighted mean of the batch
+ * costs. */
+static nn_status train_epoch(training_run *run, float learning_rate,
+                             double *mean_cost) {
+  const nn_train_options *options = run->options;
+  nn_train_state *position = &run->position;
+  const size_t m = run->train->example_count, epoch = position->epoch;
   if (run->order)
     nnlib_permutation(run->order, m,
                       nnlib_mix64(options->seed ^ SEED_SHUFFLE) ^
                           nnlib_mix64(epoch));
-  double weighted = 0.0;
-  for (size_t first = 0; first < m; first += run->batch_size) {
+  nn_status seeded = seed_dropout(run);
+  if (seeded != NN_OK)
+    return seeded;
+  for (size_t first = position->batch * run->batch_size; first < m;
+       first += run->batch_size) {
     size_t count = m - first < run->batch_size ? m - first : run->batch_size;
     double cost = 0.0;
     nn_status status =
         train_batch(run, epoch, first, count, learning_rate, &cost);
     if (status != NN_OK)
       return status;
-    weighted += cost * (double)count;
-    run->iteration++;
+    position->epoch_cost_sum += cost * (double)count;
+    position->batch++;
+    position->iteration++;
     size_t every = options->iteration_report_every;
-    nn_progress progress = {epoch, run->iteration - 1, 0, cost, NAN,
+    nn_progress progress = {epoch, position->iteration, 0, cost, NAN,
                             NAN,   learning_rate};
-    if (every > 0 && run->iteration % every == 0 && report(run, &progress))
+    if (every > 0 && position->iteration % every == 0 && report(run, &progress))
       return NN_ERROR_STOPPED;
   }
-  *mean_cost = weighted / (double)m;
+  *mean_cost = position->epoch_cost_sum / (double)m;
   return NN_OK;
 }
 
@@ -264,40 +294,45 @@ static nn_status validate(training_run *run, size_t epoch,
   if (status != NN_OK)
     return status;
   progress->validation_cost = metrics.cost;
-  progress->validation_metric =
-      model->loss == NN_LOSS_MEAN_SQUARED_ERROR ? metrics.mse
-                                                : metrics.accuracy;
-  nn_train_summary *summary = &run->summary;
-  if (epoch == 0 || metrics.cost < summary->best_validation_cost) {
-    summary->best_validation_cost = metrics.cost;
-    summary->best_epoch = epoch;
+  progress->validation_metric = model->loss == NN_LOSS_MEAN_SQUARED_ERROR
+                                    ? metrics.mse
+                                    : metrics.accuracy;
+  nn_train_state *best = &run->position;
+  if (isnan(best->best_validation_cost) ||
+      metrics.cost < best->best_validation_cost) {
+    best->best_validation_cost = metrics.cost;
+    best->best_epoch = epoch;
     if (run->best_parameters)
-      status = OPS(model)->download(BACKEND(model), model->ctx,
-                                    run->best_parameters, model->parameters,
-                                    model->parameter_count);
+      status =
+          OPS(model)->download(BACKEND(model), model->ctx, run->best_parameters,
+                               model->parameters, model->parameter_count);
   }
   size_t patience = run->options->early_stopping_patience;
-  *stop = patience > 0 && epoch - summary->best_epoch >= patience;
+  *stop = patience > 0 && epoch - best->best_epoch >= patience;
   return status;
 }
 
 static nn_status run_epochs(training_run *run) {
   const nn_train_options *options = run->options;
-  for (size_t epoch = 0; epoch < options->epochs; epoch++) {
+  nn_train_state *position = &run->position;
+  while (position->epoch < options->epochs) {
+    const size_t epoch = position->epoch;
     float learning_rate =
         options->learning_rate / (1.0f + options->decay_rate * (float)epoch);
-    nn_progress progress = {epoch, run->iteration, 1, 0.0, NAN, NAN,
-                            learning_rate};
-    nn_status status = train_epoch(run, epoch, learning_rate, &progress.cost);
+    nn_progress progress = {epoch, 0, 1, 0.0, NAN, NAN, learning_rate};
+    nn_status status = train_epoch(run, learning_rate, &progress.cost);
     bool stop = false;
     if (status == NN_OK && run->validation)
       status = validate(run, epoch, &progress, &stop);
     if (status != NN_OK)
       return status;
+    progress.iteration = position->iteration;
     run->summary.epochs_run = epoch + 1;
     run->summary.final_cost = progress.cost;
-    if (!run->validation)
-      run->summary.best_epoch = epoch;
+    /* The epoch is done: a stop from here resumes at the next one. */
+    position->epoch++;
+    position->batch = 0;
+    position->epoch_cost_sum = 0.0;
     if (report(run, &progress))
       return NN_ERROR_STOPPED;
     if (stop) {
@@ -305,6 +340,30 @@ static nn_status run_epochs(training_run *run) {
       break;
     }
   }
+  return NN_OK;
+}
+
+/* Starts from options->resume when given, after checking that it fits this
+ * data and batch size. */
+static nn_status start_position(training_run *run) {
+  const nn_train_state *resume = run->options->resume;
+  nn_train_state *position = &run->position;
+  if (!resume) {
+    position->best_validation_cost = NAN;
+    return NN_OK;
+  }
+  const size_t m = run->train->example_count;
+  const size_t batches = (m + run->batch_size - 1) / run->batch_size;
+  if (resume->batch > batches || !isfinite(resume->epoch_cost_sum) ||
+      resume->epoch_cost_sum < 0.0)
+    return NNLIB_FAIL_CALL(run->model->ctx, NN_ERROR_INVALID_ARGUMENT,
+                           "nn_model_train",
+                           "resume state (epoch %zu, batch %zu, cost sum %g) "
+                           "does not fit %zu batches of %zu examples: "
+                           "different data or batch size?",
+                           resume->epoch, resume->batch, resume->epoch_cost_sum,
+                           batches, run->batch_size);
+  *position = *resume;
   return NN_OK;
 }
 
@@ -320,21 +379,27 @@ nn_status nn_model_train(nn_model *model, const nn_dataset *train,
   if (status != NN_OK)
     return status;
   training_run run = {.model = model, .options = options};
-  run.summary.best_validation_cost = NAN;
   status = prepare_run(&run, train);
+  if (status == NN_OK)
+    status = start_position(&run);
+  run.summary.epochs_run = run.position.epoch;
   if (status == NN_OK)
     status = run_epochs(&run);
   if (status == NN_ERROR_STOPPED)
     nnlib_fail(model->ctx, status, "nn_model_train", __FILE__, __LINE__,
                "the progress callback stopped training after %zu "
                "iteration(s)",
-               run.iteration);
+               run.position.iteration);
   if (status == NN_OK && run.best_parameters)
     status = restore_parameters(model, run.best_parameters);
-  if (status != NN_OK && status != NN_ERROR_STOPPED &&
-      run.initial_parameters)
+  if (status != NN_OK && status != NN_ERROR_STOPPED && run.initial_parameters)
     restore_parameters(model, run.initial_parameters);
-  run.summary.iterations_run = run.iteration;
+  run.summary.iterations_run = run.position.iteration;
+  run.summary.best_validation_cost = run.position.best_validation_cost;
+  size_t last_epoch = run.summary.epochs_run ? run.summary.epochs_run - 1 : 0;
+  run.summary.best_epoch =
+      run.validation ? run.position.best_epoch : last_epoch;
+  run.summary.state = run.position;
   if (summary)
     *summary = run.summary;
   finish_run(&run);

@@ -187,13 +187,9 @@ NN_API nn_status nn_dataset_view(nn_context *ctx, size_t input_width,
  * class_count rows when class_count >= 2 (for softmax), or a single 0/1 row
  * when class_count == 1 (for a sigmoid unit; labels must be 0 or 1).
  * Labels out of range are rejected naming the example. */
-NN_API nn_status nn_dataset_create_from_labels(nn_context *ctx,
-                                               size_t input_width,
-                                               size_t example_count,
-                                               const float *x,
-                                               const int32_t *labels,
-                                               size_t class_count,
-                                               nn_dataset **out);
+NN_API nn_status nn_dataset_create_from_labels(
+    nn_context *ctx, size_t input_width, size_t example_count, const float *x,
+    const int32_t *labels, size_t class_count, nn_dataset **out);
 
 /* Frees the dataset (a view frees only itself). NULL is allowed. */
 NN_API void nn_dataset_destroy(nn_dataset *dataset);
@@ -204,6 +200,71 @@ NN_API size_t nn_dataset_example_count(const nn_dataset *dataset);
 /* X (n_x × m) and Y (n_y × m), column-major. */
 NN_API const float *nn_dataset_inputs(const nn_dataset *dataset);
 NN_API const float *nn_dataset_targets(const nn_dataset *dataset);
+
+/* ------------------------------------------------------------------------ */
+/* Data files                                                                */
+/* ------------------------------------------------------------------------ */
+
+/* How a label file (or a CSV target column) becomes Y. */
+typedef enum nn_target_kind {
+  NN_TARGETS_CLASSES = 0, /* integer class ids -> one-hot columns (softmax) */
+  NN_TARGETS_BINARY,      /* 0/1 labels -> one row (a sigmoid unit) */
+  NN_TARGETS_VALUES       /* numbers as they are (regression); a label
+                             tensor of shape (m, k) gives k rows */
+} nn_target_kind;
+
+typedef struct nn_load_options {
+  nn_target_kind targets;
+  size_t class_count; /* NN_TARGETS_CLASSES: number of classes (labels must
+                         lie in 0..class_count-1); 0 = max label + 1 */
+  int scale_uint8;    /* divide uint8 inputs by 255, as the notes do */
+} nn_load_options;
+
+/* classes, class_count 0, scale_uint8 1. */
+NN_API void nn_load_options_default(nn_load_options *options);
+
+/* Loads X, and Y when y_path is not NULL, from files:
+ *   - "file.h5:dataset" or "file.hdf5:dataset": an HDF5 dataset (libhdf5);
+ *   - "*.npy": NumPy, float32/float64/uint8/int64, C order;
+ *   - anything else: IDX (the MNIST family), plain or gzip-compressed.
+ * The first dimension counts examples; the rest is flattened per example in
+ * C order (the notes' reshape(m, -1)), giving X (n_x × m). Inputs must be
+ * finite; x and y must have the same number of examples. Without y_path the
+ * dataset has no targets (target width 0, targets NULL): it can be
+ * predicted on, not trained on or evaluated (NN_ERROR_SHAPE_MISMATCH).
+ * options may be NULL for the defaults. Besides the dtypes above, .npy and
+ * IDX files may hold int8/int16/int32 (and .npy uint16/uint32); HDF5
+ * datasets any integer or float type.
+ * Errors name the file and what is wrong:
+ *   NN_ERROR_IO          the file cannot be opened or read;
+ *   NN_ERROR_FORMAT      malformed content: truncated, wrong magic, bad
+ *                        header, unknown IDX type, a size that does not
+ *                        match the file, trailing bytes, not HDF5;
+ *   NN_ERROR_UNSUPPORTED a valid file we do not read: big-endian or other
+ *                        .npy dtypes, fortran_order, HDF5 strings;
+ *   NN_ERROR_INVALID_DATA NaN/Inf or values too large for float, labels
+ *                        negative, fractional or out of range;
+ *   NN_ERROR_SHAPE_MISMATCH x and y example counts differ, no examples,
+ *                        labels of the wrong shape;
+ *   NN_ERROR_INVALID_ARGUMENT bad options (class_count 1), no such HDF5
+ *                        dataset or CSV column. */
+NN_API nn_status nn_dataset_load(nn_context *ctx, const char *x_path,
+                                 const char *y_path,
+                                 const nn_load_options *options,
+                                 nn_dataset **out);
+
+/* Loads a CSV file with a header row and numeric columns. target_column
+ * names the column that becomes Y (interpreted per options); every other
+ * column is an input. target_column may be NULL: inputs only. Cells are
+ * comma separated, optionally double-quoted; blank lines, spaces around
+ * cells and "\r\n" are accepted. Errors name the file, line and column
+ * (statuses as above: an empty file, a ragged row or a cell that is not a
+ * number is NN_ERROR_FORMAT; "nan"/"inf" is NN_ERROR_INVALID_DATA; a
+ * header without rows NN_ERROR_SHAPE_MISMATCH). */
+NN_API nn_status nn_dataset_load_csv(nn_context *ctx, const char *path,
+                                     const char *target_column,
+                                     const nn_load_options *options,
+                                     nn_dataset **out);
 
 /* ------------------------------------------------------------------------ */
 /* Model                                                                     */
@@ -292,12 +353,14 @@ typedef struct nn_optimizer_settings {
 
 /* What a progress callback receives. */
 typedef struct nn_progress {
-  size_t epoch;           /* 0-based */
-  size_t iteration;       /* 0-based count of updates so far in this run */
-  int epoch_end;          /* 1 for the per-epoch report, 0 per iteration */
-  double cost;            /* iteration: that batch's cost, before its update;
-                             epoch end: the epoch's mean batch cost */
-  double validation_cost; /* epoch end with a validation split, else NAN */
+  size_t epoch;             /* 0-based */
+  size_t iteration;         /* updates done so far, this one included
+                               (counting any before a resume) */
+  int epoch_end;            /* 1 for the per-epoch report, 0 per iteration */
+  double cost;              /* iteration: that batch's cost, before its update;
+                               epoch end: the example-weighted mean of the
+                               epoch's batch costs */
+  double validation_cost;   /* epoch end with a validation split, else NAN */
   double validation_metric; /* accuracy, or MSE for regression; else NAN */
   float learning_rate;      /* the rate in force for this epoch */
 } nn_progress;
@@ -307,14 +370,28 @@ typedef struct nn_progress {
 typedef int (*nn_progress_callback)(const nn_progress *progress,
                                     void *user_data);
 
+/* Where a training run is, to continue it exactly: the costs logged after
+ * resuming equal those of an uninterrupted run with the same seed. Every
+ * random stream (split, shuffle, dropout) is derived from the seed and the
+ * epoch / iteration, so this is all the scheduler needs besides the
+ * parameters and optimizer state kept in the model. */
+typedef struct nn_train_state {
+  size_t epoch;          /* epoch in progress (0-based) */
+  size_t batch;          /* batches of that epoch already done */
+  size_t iteration;      /* updates done so far */
+  double epoch_cost_sum; /* Σ batch cost · batch examples over those batches */
+  double best_validation_cost; /* NAN when no epoch has been validated */
+  size_t best_epoch;
+} nn_train_state;
+
 typedef struct nn_train_options {
   nn_optimizer_settings optimizer;
-  float learning_rate;   /* α > 0, default 0.0075 */
-  float decay_rate;      /* α_epoch = α / (1 + decay_rate · epoch), 0 = off */
-  float l2_lambda;       /* λ >= 0: cost += (λ/2m) Σ ||W||², dW += (λ/m) W */
-  size_t batch_size;     /* 0: full batch (the course's loop) */
-  size_t epochs;         /* passes over the data; with full batch, iterations */
-  uint64_t seed;         /* shuffle, dropout masks, validation split */
+  float learning_rate; /* α > 0, default 0.0075 */
+  float decay_rate;    /* α_epoch = α / (1 + decay_rate · epoch), 0 = off */
+  float l2_lambda;     /* λ >= 0: cost += (λ/2m) Σ ||W||², dW += (λ/m) W */
+  size_t batch_size;   /* 0: full batch (the course's loop) */
+  size_t epochs;       /* passes over the data; with full batch, iterations */
+  uint64_t seed;       /* shuffle, dropout masks, validation split */
   double validation_fraction; /* in [0, 1): held out from the training set */
   size_t early_stopping_patience; /* epochs without a better validation cost
                                      before stopping (best parameters are
@@ -323,6 +400,9 @@ typedef struct nn_train_options {
                                      at epoch ends */
   nn_progress_callback callback;  /* may be NULL */
   void *callback_user_data;
+  const nn_train_state *resume; /* NULL: start afresh; else continue from
+                                   this state (from a summary or a
+                                   checkpoint) */
 } nn_train_options;
 
 /* Fills the defaults: gd, α 0.0075, β1 0.9, β2 0.999, ε 1e-8, full batch,
@@ -331,12 +411,15 @@ NN_API void nn_train_options_default(nn_train_options *options);
 
 /* What training did. */
 typedef struct nn_train_summary {
-  size_t epochs_run;
-  size_t iterations_run;
-  double final_cost;            /* cost of the last epoch (mean over batches) */
-  double best_validation_cost;  /* NAN without a validation split */
-  size_t best_epoch;            /* epoch whose parameters were kept */
-  int stopped_early;            /* early stopping triggered */
+  size_t epochs_run;     /* epochs completed, counting any before a resume */
+  size_t iterations_run; /* updates, counting any before a resume */
+  double final_cost;     /* cost of the last epoch (mean over batches) */
+  double best_validation_cost; /* NAN without a validation split */
+  size_t best_epoch;           /* epoch whose parameters were kept */
+  int stopped_early;           /* early stopping triggered */
+  nn_train_state state;        /* where training ended: after a stop by the
+                                  callback, pass it as options.resume to go
+                                  on from the next batch */
 } nn_train_summary;
 
 /* Trains on the dataset with mini-batch (or full-batch) gradient descent and
@@ -347,6 +430,61 @@ typedef struct nn_train_summary {
 NN_API nn_status nn_model_train(nn_model *model, const nn_dataset *train,
                                 const nn_train_options *options,
                                 nn_train_summary *summary);
+
+/* ------------------------------------------------------------------------ */
+/* Checkpoints (safetensors)                                                 */
+/* ------------------------------------------------------------------------ */
+
+/* Saves the model as safetensors: tensors layers.{l}.weight (F32, shape
+ * [n_out, n_in], row-major: PyTorch's nn.Linear layout) and layers.{l}.bias
+ * ([n_out]) for l = 0..L-1, the architecture in __metadata__, and, when given,
+ * the training settings (options) and, with a state, everything needed to
+ * resume: optimizer moments (optimizer.first_moment, optimizer.second_moment,
+ * [parameter_count]), Adam's step and the state. The write is atomic
+ * (temporary file "path.tmp.XXXXXX" in the same directory, fsync, rename): an
+ * existing file is never left half-written, and on failure (NN_ERROR_IO, the
+ * message naming the path and the system's reason) the temporary file is
+ * removed. Floats in the metadata read back bit for bit; a NaN
+ * best_validation_cost is stored as null. The file has the mode a new file
+ * would get (0666 less the umask), or keeps the one it had. */
+NN_API nn_status nn_model_save(nn_model *model, const char *path,
+                               const nn_train_options *options,
+                               const nn_train_state *state);
+
+/* Creates a model from a checkpoint written by nn_model_save, its
+ * architecture taken from the metadata. When options is not NULL and the file
+ * has training settings they are filled in (callback fields NULL, resume
+ * NULL; left untouched when the file has none); when state is not NULL and
+ * the file has a resume state, it is filled in and the optimizer state
+ * restored; *has_state (may be NULL) says whether it had one. Nothing is
+ * written to the outputs unless the call succeeds. Everything is checked
+ * before it is trusted, and before anything is allocated from it: header
+ * length, JSON, dtypes, shapes, offsets inside the file, the architecture.
+ * Weights may be F32, F64, F16 or BF16 (converted to float). Tensors named
+ * layers.* that the architecture has no place for are refused; tensors with
+ * other names are ignored. Status: NN_ERROR_IO when the file cannot be read;
+ * NN_ERROR_FORMAT when it is malformed or not an nn checkpoint (including a
+ * missing tensor, an invalid architecture, and any layers.* stray);
+ * NN_ERROR_SHAPE_MISMATCH when a tensor's shape disagrees with the
+ * architecture; NN_ERROR_UNSUPPORTED for a newer format_version or weights
+ * of a non-float dtype; NN_ERROR_INVALID_DATA for NaN/Inf parameters or
+ * moments (or a negative second moment). Messages name the file and the
+ * tensor or metadata field. */
+NN_API nn_status nn_model_load(nn_context *ctx, const char *path,
+                               nn_model **out, nn_train_options *options,
+                               nn_train_state *state, int *has_state);
+
+/* Sets the parameters of an existing model from a safetensors file holding
+ * layers.{l}.weight / layers.{l}.bias of matching shapes (F32 or F64, also
+ * F16 and BF16; converted to float), such as one written by PyTorch or numpy
+ * (tensors in any order in the buffer); no metadata is needed, and any there
+ * is ignored. Shapes must match exactly; a missing tensor, a different shape
+ * or a layers.* tensor the model has no place for (a deeper network) is
+ * NN_ERROR_SHAPE_MISMATCH, e.g. "layers.1.weight has shape [64, 784] but the
+ * model's layer 2 is [64, 128]". Other tensors are ignored. Other statuses
+ * as for nn_model_load. The optimizer state is reset; on failure the model
+ * is unchanged. */
+NN_API nn_status nn_model_load_parameters(nn_model *model, const char *path);
 
 /* ------------------------------------------------------------------------ */
 /* The notes' forward and backward functions, on one batch                   */
@@ -375,7 +513,9 @@ NN_API nn_status nn_model_get_layer_gradients(const nn_model *model,
                                               float *bias);
 
 /* One optimizer step over the whole parameter arena with the gradients of
- * the last backward pass. Adam's step counter t lives in the model. */
+ * the last backward pass. Adam's step counter t lives in the model. The
+ * update consumes the gradients: a second update without a new backward
+ * pass returns NN_ERROR_STATE. */
 NN_API nn_status nn_model_update(nn_model *model,
                                  const nn_optimizer_settings *optimizer,
                                  float learning_rate);

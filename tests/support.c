@@ -32,3 +32,49 @@ int support_close(double a, double b, double tolerance) {
   double scale = fmax(1.0, fmax(fabs(a), fabs(b)));
   return fabs(a - b) <= tolerance * scale;
 }
+
+support_rng support_rng_seeded(uint64_t seed) {
+  /* splitmix64 of the seed: never the all-zero state xorshift cannot leave. */
+  uint64_t z = seed + 0x9E3779B97F4A7C15ull;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  z ^= z >> 31;
+  support_rng rng = {z ? z : 1};
+  return rng;
+}
+
+double support_rng_uniform(support_rng *rng) {
+  rng->state ^= rng->state >> 12;
+  rng->state ^= rng->state << 25;
+  rng->state ^= rng->state >> 27;
+  uint64_t bits = (rng->state * 0x2545F4914F6CDD1Dull) >> 11; /* 53 bits */
+  return ((double)bits + 0.5) / 9007199254740992.0;
+}
+
+double support_rng_gaussian(support_rng *rng) {
+  double u1 = support_rng_uniform(rng), u2 = support_rng_uniform(rng);
+  return sqrt(-2.0 * log(u1)) * cos(2.0 * M_PI * u2);
+}
+
+/* As the course draws it: per class j, all N angle noises, then all N
+ * radius noises; t = linspace(3.12 j, 3.12 (j+1), N) + 0.2 randn,
+ * r = 4 sin(4t) + 0.2 randn, x = (r sin t, r cos t). */
+void support_planar_dataset(uint64_t seed, float *x, int32_t *labels) {
+  enum { per_class = SUPPORT_PLANAR_EXAMPLES / 2 };
+  support_rng rng = support_rng_seeded(seed);
+  for (int j = 0; j < 2; j++) {
+    double t[per_class], r[per_class];
+    for (int i = 0; i < per_class; i++) {
+      double start = 3.12 * j, step = 3.12 / (per_class - 1);
+      t[i] = start + step * i + 0.2 * support_rng_gaussian(&rng);
+    }
+    for (int i = 0; i < per_class; i++)
+      r[i] = 4.0 * sin(4.0 * t[i]) + 0.2 * support_rng_gaussian(&rng);
+    for (int i = 0; i < per_class; i++) {
+      size_t column = (size_t)(j * per_class + i);
+      x[2 * column] = (float)(r[i] * sin(t[i]));
+      x[2 * column + 1] = (float)(r[i] * cos(t[i]));
+      labels[column] = j;
+    }
+  }
+}

@@ -1,0 +1,116 @@
+#!/usr/bin/env bash
+# nntrain and nnpredict as a user runs them: every bad flag exits 2 with a
+# message naming it; a CSV regression and a classification train, save,
+# predict; Ctrl-C (simulated at a fixed iteration) saves a checkpoint and
+# --resume continues with the very costs of an uninterrupted run.
+# Usage: cli_test.sh BIN_DIR
+set -uo pipefail
+bin=$1
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+cd "$work"
+failures=0
+checks=0
+
+fail() {
+  echo "FAIL: $*"
+  failures=$((failures + 1))
+}
+
+# expect CODE PATTERN -- command...: exit status and a message matching
+# PATTERN on stdout/stderr.
+expect() {
+  local code=$1 pattern=$2
+  shift 3
+  checks=$((checks + 1))
+  local output status
+  output=$("$@" 2>&1)
+  status=$?
+  [ "$status" -eq "$code" ] || { fail "$* -> exit $status, expected $code: $output"; return; }
+  grep -qE -- "$pattern" <<<"$output" || fail "$* -> output lacks /$pattern/: $output"
+}
+
+# Data: y = 2 a - b + 0.5 (regression) and class = (a > b) (classification).
+awk 'BEGIN { srand(7); print "a,b,y,class";
+  for (i = 0; i < 200; i++) { a = rand() * 2 - 1; b = rand() * 2 - 1;
+    printf "%.6f,%.6f,%.6f,%d\n", a, b, 2 * a - b + 0.5, (a > b) } }' >data.csv
+head -n 101 data.csv >small.csv
+printf 'a,b,y,class\n1,2,3\n' >ragged.csv
+printf 'not a checkpoint' >bad.safetensors
+
+echo "== usage errors"
+expect 0 "usage: nntrain" -- "$bin/nntrain" --help
+expect 0 "usage: nnpredict" -- "$bin/nnpredict" --help
+expect 2 "unknown or incomplete option '--bogus'" -- "$bin/nntrain" --bogus
+expect 2 "unknown or incomplete option" -- "$bin/nntrain" --lr
+expect 2 "--lr: 'abc' is not a number" -- "$bin/nntrain" --lr abc
+expect 2 "--lr: '-1' is not a number" -- "$bin/nntrain" --lr -1
+expect 2 "--epochs: '0' is not a whole number" -- "$bin/nntrain" --epochs 0
+expect 2 "--batch: '-3' is not a whole number" -- "$bin/nntrain" --batch -3
+expect 2 "--hidden: expected widths" -- "$bin/nntrain" --hidden 3,,4
+expect 2 "--hidden" -- "$bin/nntrain" --hidden 0
+expect 2 "--dropout: '1.5'" -- "$bin/nntrain" --dropout 1.5
+expect 2 "--device: 'gpu'" -- "$bin/nntrain" --device gpu
+expect 2 "--precision: 'bf16' is not supported" -- "$bin/nntrain" --precision bf16
+expect 2 "--output: 'foo'" -- "$bin/nntrain" --output foo
+expect 2 "--activation: unknown name 'softmax'" -- "$bin/nntrain" --activation softmax
+expect 2 "--optimizer: unknown name 'sgd'" -- "$bin/nntrain" --optimizer sgd
+expect 2 "--init: 'uniform'" -- "$bin/nntrain" --init uniform
+expect 2 "--seed: 'x1'" -- "$bin/nntrain" --seed x1
+expect 2 "--early-stop needs --val-split" -- "$bin/nntrain" --early-stop 3
+expect 2 "needs --target" -- "$bin/nntrain" --train data.csv
+expect 2 "go together" -- "$bin/nntrain" --train-x data.npy
+expect 2 "not both" -- "$bin/nntrain" --train data.csv --target y --train-x a.npy
+expect 2 "unexpected argument 'extra'" -- "$bin/nntrain" extra
+expect 2 "--model and --x are required" -- "$bin/nnpredict" --x data.csv
+expect 2 "must end in .csv or .npy" -- "$bin/nnpredict" --model m.safetensors --x data.csv --out p.txt
+
+echo "== bad data"
+expect 2 "missing.csv" -- "$bin/nntrain" --train missing.csv --target y --device cpu
+expect 2 "ragged.csv" -- "$bin/nntrain" --train ragged.csv --target y --device cpu
+expect 2 "nope" -- "$bin/nntrain" --train data.csv --target nope --device cpu
+expect 2 "bad.safetensors" -- "$bin/nntrain" --train data.csv --target y --resume bad.safetensors --device cpu
+expect 2 "bad.safetensors" -- "$bin/nnpredict" --model bad.safetensors --x data.csv --target y
+
+echo "== regression from CSV"
+expect 0 "model saved to reg.safetensors" -- "$bin/nntrain" --train data.csv --target y \
+  --hidden none --output linear --optimizer adam --lr 0.05 --batch 32 --epochs 60 \
+  --save reg.safetensors --log reg.csv --device cpu
+[ -s reg.safetensors ] || fail "reg.safetensors was not written"
+[ "$(head -n 1 reg.csv)" = "epoch,iteration,cost,validation_cost,validation_metric,test_metric" ] ||
+  fail "log header: $(head -n 1 reg.csv)"
+[ "$(grep -c . reg.csv)" -eq 61 ] || fail "expected 60 epoch rows in reg.csv, got $(($(grep -c . reg.csv) - 1))"
+expect 0 "mse 0\.0000" -- "$bin/nnpredict" --model reg.safetensors --x data.csv --target y --out reg_pred.npy
+[ -s reg_pred.npy ] || fail "reg_pred.npy was not written"
+cut -d, -f1,2,3 data.csv >two_features.csv
+expect 2 "2 features but the model reg.safetensors takes 3" -- "$bin/nnpredict" --model reg.safetensors --x two_features.csv --target y
+
+echo "== classification, test set, predict"
+expect 0 "test: accuracy" -- "$bin/nntrain" --train data.csv --target class --test small.csv \
+  --hidden 8 --activation tanh --output sigmoid --lr 0.05 --batch 16 --epochs 30 \
+  --save cls.safetensors --device cpu
+expect 0 "accuracy (0\.9|1\.0)" -- "$bin/nnpredict" --model cls.safetensors --x small.csv --target class --out cls_pred.csv
+[ "$(grep -c . cls_pred.csv)" -eq 101 ] || fail "cls_pred.csv should have a header and 100 rows"
+expect 0 "model saved" -- "$bin/nntrain" --train data.csv --target class --hidden 8 \
+  --activation tanh --output sigmoid --init cls.safetensors --epochs 1 --save init.safetensors --device cpu
+expect 2 "layers" -- "$bin/nntrain" --train data.csv --target class --hidden 9 \
+  --output sigmoid --init cls.safetensors --epochs 1 --save x.safetensors --device cpu
+
+echo "== interrupt and resume"
+common=(--train data.csv --target class --hidden 6 --activation relu --output sigmoid
+  --optimizer adam --lr 0.01 --batch 32 --epochs 5 --dropout 0.1 --val-split 0.2 --device cpu)
+expect 0 "model saved" -- "$bin/nntrain" "${common[@]}" --save whole.safetensors --log whole.csv
+checks=$((checks + 1))
+NNTRAIN_TEST_INTERRUPT_AT=9 "$bin/nntrain" "${common[@]}" --save part.safetensors --log part.csv >interrupt.out 2>&1
+status=$?
+[ $status -eq 130 ] || fail "interrupted run exited $status: $(cat interrupt.out)"
+grep -q "checkpoint saved to part.safetensors" interrupt.out || fail "no checkpoint message: $(cat interrupt.out)"
+expect 0 "model saved" -- "$bin/nntrain" --train data.csv --target class --resume part.safetensors \
+  --save part.safetensors --log part.csv --device cpu
+checks=$((checks + 1))
+cmp -s whole.csv part.csv || { fail "resumed log differs from the uninterrupted one"; diff whole.csv part.csv | head; }
+checks=$((checks + 1))
+cmp -s whole.safetensors part.safetensors || fail "resumed model differs from the uninterrupted one"
+
+echo "$((checks - failures)) passed, $failures failed"
+[ $failures -eq 0 ]

@@ -1,0 +1,162 @@
+/*
+ * cli.c — helpers shared by the command-line tools.
+ */
+#include "cli.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+void cli_error(const char *program, const char *format, ...) {
+  va_list args;
+  va_start(args, format);
+  fprintf(stderr, "%s: ", program);
+  vfprintf(stderr, format, args);
+  fputc('\n', stderr);
+  va_end(args);
+}
+
+int cli_exit_code(nn_status status) {
+  switch (status) {
+  case NN_OK:
+    return 0;
+  case NN_ERROR_INVALID_ARGUMENT:
+  case NN_ERROR_INVALID_SPEC:
+  case NN_ERROR_SHAPE_MISMATCH:
+  case NN_ERROR_INVALID_DATA:
+  case NN_ERROR_IO:
+  case NN_ERROR_FORMAT:
+  case NN_ERROR_UNSUPPORTED:
+    return EXIT_USAGE;
+  default:
+    return 1;
+  }
+}
+
+int cli_fail(const char *program, nn_context *ctx, nn_status status) {
+  cli_error(program, "%s: %s", nn_status_str(status),
+            nn_context_last_error(ctx));
+  return cli_exit_code(status);
+}
+
+bool cli_parse_size(const char *program, const char *flag, const char *text,
+                    size_t minimum, size_t *out) {
+  char *end = NULL;
+  errno = 0;
+  unsigned long long value = strtoull(text, &end, 10);
+  if (errno || end == text || *end || text[0] == '-' || value < minimum) {
+    cli_error(program, "%s: '%s' is not a whole number >= %zu", flag, text,
+              minimum);
+    return false;
+  }
+  *out = (size_t)value;
+  return true;
+}
+
+bool cli_parse_u64(const char *program, const char *flag, const char *text,
+                   uint64_t *out) {
+  size_t value = 0;
+  if (!cli_parse_size(program, flag, text, 0, &value))
+    return false;
+  *out = value;
+  return true;
+}
+
+bool cli_parse_float(const char *program, const char *flag, const char *text,
+                     double minimum, double maximum, float *out) {
+  char *end = NULL;
+  errno = 0;
+  double value = strtod(text, &end);
+  if (errno || end == text || *end || !isfinite(value) || value < minimum ||
+      value > maximum) {
+    cli_error(program, "%s: '%s' is not a number in [%g, %g]", flag, text,
+              minimum, maximum);
+    return false;
+  }
+  *out = (float)value;
+  return true;
+}
+
+bool cli_parse_device(const char *program, const char *text,
+                      nn_backend_kind *kind, int *index) {
+  *index = 0;
+  if (strcmp(text, "auto") == 0) {
+    *kind = NN_BACKEND_AUTO;
+    return true;
+  }
+  if (strcmp(text, "cpu") == 0) {
+    *kind = NN_BACKEND_CPU;
+    return true;
+  }
+  if (strcmp(text, "cuda") == 0) {
+    *kind = NN_BACKEND_CUDA;
+    return true;
+  }
+  size_t number = 0;
+  if (strncmp(text, "cuda:", 5) == 0 &&
+      cli_parse_size(program, "--device", text + 5, 0, &number) &&
+      number < 1024) {
+    *kind = NN_BACKEND_CUDA;
+    *index = (int)number;
+    return true;
+  }
+  cli_error(program, "--device: '%s' is not auto, cpu, cuda or cuda:N",
+            text);
+  return false;
+}
+
+int cli_open_context(const char *program, nn_backend_kind kind, int index,
+                     nn_context **out) {
+  char message[1024];
+  nn_status status = nn_context_create(kind, index, out, message,
+                                       sizeof message);
+  if (status != NN_OK) {
+    cli_error(program, "%s: %s", nn_status_str(status), message);
+    return status == NN_ERROR_NO_DEVICE ? EXIT_USAGE : cli_exit_code(status);
+  }
+  if (nn_context_notice(*out)[0])
+    cli_error(program, "%s", nn_context_notice(*out));
+  return 0;
+}
+
+nn_status cli_load(nn_context *ctx, const char *x_or_csv_path,
+                   const char *y_path, const char *csv_target, bool is_csv,
+                   const nn_load_options *options, nn_dataset **out) {
+  if (is_csv)
+    return nn_dataset_load_csv(ctx, x_or_csv_path, csv_target, options, out);
+  return nn_dataset_load(ctx, x_or_csv_path, y_path, options, out);
+}
+
+nn_load_options cli_load_options_for(nn_loss loss, size_t output_units) {
+  nn_load_options options;
+  nn_load_options_default(&options);
+  switch (loss) {
+  case NN_LOSS_CATEGORICAL_CROSS_ENTROPY:
+    options.targets = NN_TARGETS_CLASSES;
+    options.class_count = output_units;
+    break;
+  case NN_LOSS_BINARY_CROSS_ENTROPY:
+    options.targets = NN_TARGETS_BINARY;
+    break;
+  default:
+    options.targets = NN_TARGETS_VALUES;
+    break;
+  }
+  return options;
+}
+
+bool cli_has_suffix(const char *path, const char *suffix) {
+  size_t length = strlen(path), suffix_length = strlen(suffix);
+  return length >= suffix_length &&
+         strcmp(path + length - suffix_length, suffix) == 0;
+}
+
+double cli_now(void) {
+  struct timespec now;
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  return (double)now.tv_sec + 1e-9 * (double)now.tv_nsec;
+}
