@@ -110,6 +110,10 @@ struct nnlib_backend {
   const nnlib_backend_ops *ops;
 };
 
+/* The backend a model's arenas live on, and its operations. */
+#define NNLIB_BACKEND(model) ((model)->ctx->backend)
+#define NNLIB_OPS(model) (NNLIB_BACKEND(model)->ops)
+
 /* The CPU backend (host/cpu_backend.c). */
 nn_status nnlib_cpu_backend_create(nn_context *ctx, nnlib_backend **out);
 

@@ -21,9 +21,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define BACKEND(model) ((model)->ctx->backend)
-#define OPS(model) (BACKEND(model)->ops)
-
 #define FIRST_MOMENT "optimizer.first_moment"
 #define SECOND_MOMENT "optimizer.second_moment"
 
@@ -68,8 +65,9 @@ static nn_status download_arenas(nn_model *model, snapshot *saved,
   nn_status status = nnlib_host_alloc(model->ctx, floats, sizeof(float),
                                       (void **)&saved->arena);
   for (size_t i = 0; status == NN_OK && i < arenas; i++)
-    status = OPS(model)->download(BACKEND(model), model->ctx,
-                                  saved->arena + i * count, sources[i], count);
+    status =
+        NNLIB_OPS(model)->download(NNLIB_BACKEND(model), model->ctx,
+                                   saved->arena + i * count, sources[i], count);
   return status;
 }
 
@@ -328,13 +326,13 @@ static nn_status restore_optimizer(nnlib_st_file *file, nn_model *model,
   if (status == NN_OK)
     status = read_values(file, FIRST_MOMENT, host, false);
   if (status == NN_OK)
-    status = OPS(model)->upload(BACKEND(model), model->ctx, model->first_moment,
-                                host, count);
+    status = NNLIB_OPS(model)->upload(NNLIB_BACKEND(model), model->ctx,
+                                      model->first_moment, host, count);
   if (status == NN_OK)
     status = read_values(file, SECOND_MOMENT, host, true);
   if (status == NN_OK)
-    status = OPS(model)->upload(BACKEND(model), model->ctx,
-                                model->second_moment, host, count);
+    status = NNLIB_OPS(model)->upload(NNLIB_BACKEND(model), model->ctx,
+                                      model->second_moment, host, count);
   if (status == NN_OK)
     model->optimizer_step = step;
   free(host);

@@ -11,9 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define BACKEND(model) ((model)->ctx->backend)
-#define OPS(model) (BACKEND(model)->ops)
-
 static bool is_known_loss(nn_loss loss) {
   return (int)loss >= 0 && loss < NN_LOSS_COUNT;
 }
@@ -125,8 +122,8 @@ static void bind_parameter_views(nn_model *model) {
 }
 
 static nn_status allocate_parameter_arenas(nn_model *model) {
-  const nnlib_backend_ops *ops = OPS(model);
-  nnlib_backend *backend = BACKEND(model);
+  const nnlib_backend_ops *ops = NNLIB_OPS(model);
+  nnlib_backend *backend = NNLIB_BACKEND(model);
   nn_context *ctx = model->ctx;
   size_t count = model->parameter_count;
   nn_status status = ops->alloc(backend, ctx, count, &model->parameters);
@@ -177,7 +174,7 @@ nn_status nn_model_create(nn_context *ctx, const nn_model_spec *spec,
 void nn_model_destroy(nn_model *model) {
   if (!model)
     return;
-  nnlib_backend *backend = BACKEND(model);
+  nnlib_backend *backend = NNLIB_BACKEND(model);
   const nnlib_backend_ops *ops = backend->ops;
   ops->release(backend, model->parameters);
   ops->release(backend, model->gradients);
@@ -241,10 +238,10 @@ nn_status nnlib_model_reserve(nn_model *model, size_t examples) {
                       "activations for %zu examples overflow", examples);
   float *arena = NULL;
   nn_status status =
-      OPS(model)->alloc(BACKEND(model), model->ctx, total, &arena);
+      NNLIB_OPS(model)->alloc(NNLIB_BACKEND(model), model->ctx, total, &arena);
   if (status != NN_OK)
     return status;
-  OPS(model)->release(BACKEND(model), model->activation_arena);
+  NNLIB_OPS(model)->release(NNLIB_BACKEND(model), model->activation_arena);
   model->activation_arena = arena;
   model->capacity = examples;
   model->forward_examples = 0;
@@ -312,7 +309,7 @@ static float init_scale(nn_init init, const nnlib_layer *layer) {
  * stream independent of how it is split, so host and device agree. */
 static nn_status draw_normal_parameters(nn_model *model, nn_init init,
                                         uint64_t seed) {
-  nnlib_backend *backend = BACKEND(model);
+  nnlib_backend *backend = NNLIB_BACKEND(model);
   const nnlib_backend_ops *ops = backend->ops;
   nn_context *ctx = model->ctx;
   size_t even = (model->parameter_count + 1) & ~(size_t)1;
@@ -340,11 +337,12 @@ nn_status nn_model_reset_optimizer(nn_model *model) {
   if (!model)
     return NN_ERROR_INVALID_ARGUMENT;
   nn_status status =
-      OPS(model)->fill(BACKEND(model), model->ctx, model->first_moment, 0.0f,
-                       model->parameter_count);
+      NNLIB_OPS(model)->fill(NNLIB_BACKEND(model), model->ctx,
+                             model->first_moment, 0.0f, model->parameter_count);
   if (status == NN_OK)
-    status = OPS(model)->fill(BACKEND(model), model->ctx, model->second_moment,
-                              0.0f, model->parameter_count);
+    status = NNLIB_OPS(model)->fill(NNLIB_BACKEND(model), model->ctx,
+                                    model->second_moment, 0.0f,
+                                    model->parameter_count);
   model->optimizer_step = 0;
   return status;
 }
@@ -362,11 +360,11 @@ nn_status nn_model_init(nn_model *model, nn_init init, uint64_t seed) {
   if ((int)init < 0 || init >= NN_INIT_COUNT)
     return NNLIB_FAIL(model->ctx, NN_ERROR_INVALID_ARGUMENT,
                       "unknown initialization %d", (int)init);
-  nn_status status =
-      init == NN_INIT_ZEROS
-          ? OPS(model)->fill(BACKEND(model), model->ctx, model->parameters,
-                             0.0f, model->parameter_count)
-          : draw_normal_parameters(model, init, seed);
+  nn_status status = init == NN_INIT_ZEROS
+                         ? NNLIB_OPS(model)->fill(NNLIB_BACKEND(model),
+                                                  model->ctx, model->parameters,
+                                                  0.0f, model->parameter_count)
+                         : draw_normal_parameters(model, init, seed);
   return status == NN_OK ? parameters_changed(model) : status;
 }
 
@@ -383,7 +381,7 @@ static nn_status check_layer_index(const nn_model *model, size_t layer,
 static nn_status download_pair(const nn_model *model, const float *weights,
                                const float *bias, const nnlib_layer *layer,
                                float *weights_out, float *bias_out) {
-  nnlib_backend *backend = BACKEND(model);
+  nnlib_backend *backend = NNLIB_BACKEND(model);
   nn_status status = NN_OK;
   if (weights_out)
     status = backend->ops->download(backend, model->ctx, weights_out, weights,
@@ -449,7 +447,7 @@ nn_status nn_model_set_layer_parameters(nn_model *model, size_t layer,
   if (status == NN_OK)
     status =
         check_finite_values(model->ctx, call, "bias", layer, bias, view->units);
-  nnlib_backend *backend = BACKEND(model);
+  nnlib_backend *backend = NNLIB_BACKEND(model);
   if (status == NN_OK && weights)
     status = backend->ops->upload(backend, model->ctx, view->weights, weights,
                                   weight_count);
@@ -467,8 +465,8 @@ nn_status nn_model_get_parameters(const nn_model *model, float *out,
     return NNLIB_FAIL(model->ctx, NN_ERROR_SHAPE_MISMATCH,
                       "need a buffer of %zu floats, got %zu%s",
                       model->parameter_count, count, out ? "" : " (NULL)");
-  return BACKEND(model)->ops->download(BACKEND(model), model->ctx, out,
-                                       model->parameters, count);
+  return NNLIB_BACKEND(model)->ops->download(NNLIB_BACKEND(model), model->ctx,
+                                             out, model->parameters, count);
 }
 
 nn_status nn_model_set_parameters(nn_model *model, const float *values,
@@ -483,14 +481,14 @@ nn_status nn_model_set_parameters(nn_model *model, const float *values,
   if (bad != count)
     return NNLIB_FAIL(model->ctx, NN_ERROR_INVALID_DATA, "parameter %zu is %g",
                       bad, (double)values[bad]);
-  nn_status status = BACKEND(model)->ops->upload(
-      BACKEND(model), model->ctx, model->parameters, values, count);
+  nn_status status = NNLIB_BACKEND(model)->ops->upload(
+      NNLIB_BACKEND(model), model->ctx, model->parameters, values, count);
   return status == NN_OK ? parameters_changed(model) : status;
 }
 
 nn_status nn_model_seed_dropout(nn_model *model, uint64_t seed) {
   if (!model)
     return NN_ERROR_INVALID_ARGUMENT;
-  return OPS(model)->rng_seed(BACKEND(model), model->ctx, model->dropout_rng,
-                              seed);
+  return NNLIB_OPS(model)->rng_seed(NNLIB_BACKEND(model), model->ctx,
+                                    model->dropout_rng, seed);
 }

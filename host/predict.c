@@ -7,9 +7,6 @@
 #include <math.h>
 #include <stdlib.h>
 
-#define BACKEND(model) ((model)->ctx->backend)
-#define OPS(model) (BACKEND(model)->ops)
-
 /* Examples per forward pass when predicting: at least the training capacity
  * (no reallocation after training), at least this many otherwise. */
 #define PREDICT_CHUNK 4096
@@ -29,14 +26,15 @@ static size_t chunk_size(const nn_model *model, size_t m) {
 static nn_status forward_chunk(nn_model *model, const float *x, size_t first,
                                size_t count, float *yhat) {
   const size_t nx = model->input_width, ny = output_layer(model)->units;
-  nn_status status = OPS(model)->upload(
-      BACKEND(model), model->ctx, model->input, x + first * nx, nx * count);
+  nn_status status =
+      NNLIB_OPS(model)->upload(NNLIB_BACKEND(model), model->ctx, model->input,
+                               x + first * nx, nx * count);
   if (status == NN_OK)
     status = nnlib_forward(model, count, false);
   if (status == NN_OK && yhat)
-    status =
-        OPS(model)->download(BACKEND(model), model->ctx, yhat,
-                             output_layer(model)->activation_out, ny * count);
+    status = NNLIB_OPS(model)->download(NNLIB_BACKEND(model), model->ctx, yhat,
+                                        output_layer(model)->activation_out,
+                                        ny * count);
   return status;
 }
 
@@ -129,12 +127,12 @@ static nn_status evaluate_chunk(nn_model *model, const nn_dataset *data,
   double loss = 0.0;
   nn_status status = forward_chunk(model, data->x, first, count, yhat);
   if (status == NN_OK)
-    status = OPS(model)->upload(BACKEND(model), model->ctx, model->targets, y,
-                                ny * count);
+    status = NNLIB_OPS(model)->upload(NNLIB_BACKEND(model), model->ctx,
+                                      model->targets, y, ny * count);
   if (status == NN_OK)
-    status =
-        OPS(model)->loss_sum(BACKEND(model), model->ctx, model->loss,
-                             output_layer(model), model->targets, count, &loss);
+    status = NNLIB_OPS(model)->loss_sum(NNLIB_BACKEND(model), model->ctx,
+                                        model->loss, output_layer(model),
+                                        model->targets, count, &loss);
   if (status == NN_OK) {
     sums->loss += loss;
     accumulate_metrics(model, yhat, y, count, sums);

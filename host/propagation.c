@@ -8,9 +8,6 @@
 
 #include <math.h>
 
-#define BACKEND(model) ((model)->ctx->backend)
-#define OPS(model) (BACKEND(model)->ops)
-
 static const nnlib_layer *output_layer(const nn_model *model) {
   return &model->layers[model->layer_count - 1];
 }
@@ -24,11 +21,12 @@ nn_status nnlib_forward(nn_model *model, size_t m, bool training) {
   nn_status status = NN_OK;
   for (size_t l = 0; status == NN_OK && l < model->layer_count; l++) {
     const nnlib_layer *layer = &model->layers[l];
-    status = OPS(model)->dense_forward(BACKEND(model), model->ctx, layer,
-                                       previous_activation(model, l), m);
+    status =
+        NNLIB_OPS(model)->dense_forward(NNLIB_BACKEND(model), model->ctx, layer,
+                                        previous_activation(model, l), m);
     if (status == NN_OK && training && layer->dropout > 0.0f)
-      status = OPS(model)->dropout_forward(BACKEND(model), model->ctx, layer,
-                                           model->dropout_rng, m);
+      status = NNLIB_OPS(model)->dropout_forward(
+          NNLIB_BACKEND(model), model->ctx, layer, model->dropout_rng, m);
   }
   model->forward_examples = status == NN_OK ? m : 0;
   model->forward_training = training;
@@ -43,9 +41,9 @@ static nn_status l2_penalty(nn_model *model, size_t m, float l2_lambda,
   for (size_t l = 0; l < model->layer_count; l++) {
     const nnlib_layer *layer = &model->layers[l];
     double squares = 0.0;
-    nn_status status =
-        OPS(model)->sum_squares(BACKEND(model), model->ctx, layer->weights,
-                                layer->units * layer->inputs, &squares);
+    nn_status status = NNLIB_OPS(model)->sum_squares(
+        NNLIB_BACKEND(model), model->ctx, layer->weights,
+        layer->units * layer->inputs, &squares);
     if (status != NN_OK)
       return status;
     total += squares;
@@ -56,9 +54,9 @@ static nn_status l2_penalty(nn_model *model, size_t m, float l2_lambda,
 
 nn_status nnlib_cost(nn_model *model, size_t m, float l2_lambda, double *cost) {
   double loss_sum = 0.0, penalty = 0.0;
-  nn_status status =
-      OPS(model)->loss_sum(BACKEND(model), model->ctx, model->loss,
-                           output_layer(model), model->targets, m, &loss_sum);
+  nn_status status = NNLIB_OPS(model)->loss_sum(
+      NNLIB_BACKEND(model), model->ctx, model->loss, output_layer(model),
+      model->targets, m, &loss_sum);
   if (status == NN_OK && l2_lambda > 0.0f)
     status = l2_penalty(model, m, l2_lambda, &penalty);
   if (status == NN_OK)
@@ -69,7 +67,7 @@ nn_status nnlib_cost(nn_model *model, size_t m, float l2_lambda, double *cost) {
 /* dZ[L] = A[L] - Y, then for l = L..1: dW, db, dA[l-1]; dZ[l-1] = dA[l-1] *
  * g'(Z[l-1]). dZ/dA live in two scratch buffers used alternately. */
 nn_status nnlib_backward(nn_model *model, size_t m, float l2_lambda) {
-  nnlib_backend *backend = BACKEND(model);
+  nnlib_backend *backend = NNLIB_BACKEND(model);
   nn_context *ctx = model->ctx;
   size_t current = 0;
   float *dz = model->backward_scratch[current];
@@ -125,9 +123,10 @@ nn_status nnlib_update(nn_model *model, const nn_optimizer_settings *settings,
       .epsilon = settings->epsilon,
       .step = model->optimizer_step + 1,
   };
-  nn_status status = OPS(model)->optimizer_step(
-      BACKEND(model), model->ctx, &step, model->parameters, model->gradients,
-      model->first_moment, model->second_moment, model->parameter_count);
+  nn_status status = NNLIB_OPS(model)->optimizer_step(
+      NNLIB_BACKEND(model), model->ctx, &step, model->parameters,
+      model->gradients, model->first_moment, model->second_moment,
+      model->parameter_count);
   if (status == NN_OK)
     model->optimizer_step++;
   model->forward_examples = 0;
@@ -178,7 +177,8 @@ nn_status nnlib_check_targets(nn_model *model, const float *targets, size_t m,
 
 static nn_status upload_columns(nn_model *model, float *dst, const float *src,
                                 size_t rows, size_t m) {
-  return OPS(model)->upload(BACKEND(model), model->ctx, dst, src, rows * m);
+  return NNLIB_OPS(model)->upload(NNLIB_BACKEND(model), model->ctx, dst, src,
+                                  rows * m);
 }
 
 static nn_status check_batch(nn_model *model, const char *call,
@@ -204,9 +204,9 @@ nn_status nn_model_forward(nn_model *model, const float *x, size_t m,
   if (status == NN_OK)
     status = nnlib_forward(model, m, training != 0);
   if (status == NN_OK && yhat)
-    status = OPS(model)->download(BACKEND(model), model->ctx, yhat,
-                                  output_layer(model)->activation_out,
-                                  output_layer(model)->units * m);
+    status = NNLIB_OPS(model)->download(NNLIB_BACKEND(model), model->ctx, yhat,
+                                        output_layer(model)->activation_out,
+                                        output_layer(model)->units * m);
   return status;
 }
 

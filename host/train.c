@@ -10,9 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define BACKEND(model) ((model)->ctx->backend)
-#define OPS(model) (BACKEND(model)->ops)
-
 /* Domain separation for the seeds derived from options->seed. */
 #define SEED_SPLIT 0x5350u
 #define SEED_DROPOUT 0x4452u
@@ -118,14 +115,16 @@ static nn_status snapshot_parameters(nn_model *model, float **out) {
   nn_status status = nnlib_host_alloc(model->ctx, model->parameter_count,
                                       sizeof(float), (void **)out);
   if (status == NN_OK)
-    status = OPS(model)->download(BACKEND(model), model->ctx, *out,
-                                  model->parameters, model->parameter_count);
+    status =
+        NNLIB_OPS(model)->download(NNLIB_BACKEND(model), model->ctx, *out,
+                                   model->parameters, model->parameter_count);
   return status;
 }
 
 static nn_status restore_parameters(nn_model *model, const float *saved) {
-  return OPS(model)->upload(BACKEND(model), model->ctx, model->parameters,
-                            saved, model->parameter_count);
+  return NNLIB_OPS(model)->upload(NNLIB_BACKEND(model), model->ctx,
+                                  model->parameters, saved,
+                                  model->parameter_count);
 }
 
 static nn_status prepare_run(training_run *run, const nn_dataset *data) {
@@ -181,11 +180,11 @@ static nn_status stage_batch(training_run *run, size_t first, size_t count) {
     x = run->staging_x;
     y = run->staging_y;
   }
-  nn_status status = OPS(model)->upload(BACKEND(model), model->ctx,
-                                        model->input, x, nx * count);
+  nn_status status = NNLIB_OPS(model)->upload(NNLIB_BACKEND(model), model->ctx,
+                                              model->input, x, nx * count);
   if (status == NN_OK)
-    status = OPS(model)->upload(BACKEND(model), model->ctx, model->targets, y,
-                                ny * count);
+    status = NNLIB_OPS(model)->upload(NNLIB_BACKEND(model), model->ctx,
+                                      model->targets, y, ny * count);
   return status;
 }
 
@@ -230,10 +229,10 @@ static nn_status seed_dropout(training_run *run) {
     any_dropout = any_dropout || model->layers[l].dropout > 0.0f;
   if (!any_dropout)
     return NN_OK;
-  nn_status status =
-      OPS(model)->rng_seed(BACKEND(model), model->ctx, model->dropout_rng,
-                           nnlib_mix64(run->options->seed ^ SEED_DROPOUT) ^
-                               nnlib_mix64(run->position.epoch));
+  nn_status status = NNLIB_OPS(model)->rng_seed(
+      NNLIB_BACKEND(model), model->ctx, model->dropout_rng,
+      nnlib_mix64(run->options->seed ^ SEED_DROPOUT) ^
+          nnlib_mix64(run->position.epoch));
   const size_t m = run->train->example_count;
   for (size_t batch = 0; status == NN_OK && batch < run->position.batch;
        batch++) {
@@ -241,8 +240,8 @@ static nn_status seed_dropout(training_run *run) {
     size_t count = m - first < run->batch_size ? m - first : run->batch_size;
     for (size_t l = 0; status == NN_OK && l < model->layer_count; l++)
       if (model->layers[l].dropout > 0.0f)
-        status = OPS(model)->random_uniform(
-            BACKEND(model), model->ctx, model->dropout_rng,
+        status = NNLIB_OPS(model)->random_uniform(
+            NNLIB_BACKEND(model), model->ctx, model->dropout_rng,
             model->layers[l].dropout_mask, model->layers[l].units * count);
   }
   return status;
@@ -303,9 +302,9 @@ static nn_status validate(training_run *run, size_t epoch,
     best->best_validation_cost = metrics.cost;
     best->best_epoch = epoch;
     if (run->best_parameters)
-      status =
-          OPS(model)->download(BACKEND(model), model->ctx, run->best_parameters,
-                               model->parameters, model->parameter_count);
+      status = NNLIB_OPS(model)->download(
+          NNLIB_BACKEND(model), model->ctx, run->best_parameters,
+          model->parameters, model->parameter_count);
   }
   size_t patience = run->options->early_stopping_patience;
   *stop = patience > 0 && epoch - best->best_epoch >= patience;

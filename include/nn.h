@@ -20,9 +20,10 @@
  *
  * Naming: nanomsg (linked by Criterion) exports many nn_* symbols
  * (nn_socket, nn_close, nn_init, nn_free, nn_device, ...). Every symbol here
- * is prefixed nn_context_, nn_model_, nn_dataset_, nn_train_ or is one of
- * nn_status_str / nn_activation_* / nn_loss_* / nn_init_*, none of which
- * nanomsg uses; a test checks this against the installed libnanomsg.
+ * is prefixed nn_context_, nn_model_, nn_dataset_, nn_train_, nn_load_ or
+ * is one of nn_status_str / nn_activation_* / nn_loss_* / nn_init_* /
+ * nn_optimizer_*, none of which nanomsg uses; a test checks every exported
+ * symbol against the installed libnanomsg.
  */
 #ifndef NN_H
 #define NN_H
