@@ -21,8 +21,8 @@ static int fail(nn_context *ctx, nn_status status) {
 int main(void) {
   char message[512];
   nn_context *ctx = NULL;
-  nn_status status = nn_context_create(NN_BACKEND_AUTO, 0, &ctx, message,
-                                       sizeof message);
+  nn_status status =
+      nn_context_create(NN_BACKEND_AUTO, 0, &ctx, message, sizeof message);
   if (status != NN_OK) {
     fprintf(stderr, "train_xor: %s\n", message);
     return 1;

@@ -104,16 +104,15 @@ bool cli_parse_device(const char *program, const char *text,
     *index = (int)number;
     return true;
   }
-  cli_error(program, "--device: '%s' is not auto, cpu, cuda or cuda:N",
-            text);
+  cli_error(program, "--device: '%s' is not auto, cpu, cuda or cuda:N", text);
   return false;
 }
 
 int cli_open_context(const char *program, nn_backend_kind kind, int index,
                      nn_context **out) {
   char message[1024];
-  nn_status status = nn_context_create(kind, index, out, message,
-                                       sizeof message);
+  nn_status status =
+      nn_context_create(kind, index, out, message, sizeof message);
   if (status != NN_OK) {
     cli_error(program, "%s: %s", nn_status_str(status), message);
     return status == NN_ERROR_NO_DEVICE ? EXIT_USAGE : cli_exit_code(status);

@@ -112,8 +112,8 @@ typedef struct prediction_table {
 
 static void write_csv(FILE *file, const prediction_table *table) {
   for (size_t j = 0; j < table->columns; j++)
-    fprintf(file, "%s%s%zu", j ? "," : "",
-            table->integral ? "class" : "output", j);
+    fprintf(file, "%s%s%zu", j ? "," : "", table->integral ? "class" : "output",
+            j);
   fputc('\n', file);
   for (size_t i = 0; i < table->rows; i++) {
     for (size_t j = 0; j < table->columns; j++) {
@@ -218,8 +218,8 @@ static nn_status load(const predict_config *config, predict_run *run) {
                                    NULL, NULL, NULL);
   if (status != NN_OK)
     return status;
-  nn_load_options options = cli_load_options_for(nn_model_loss(run->model),
-                                                 output_units(run->model));
+  nn_load_options options =
+      cli_load_options_for(nn_model_loss(run->model), output_units(run->model));
   bool csv = cli_has_suffix(config->x_path, ".csv");
   status = cli_load(run->ctx, config->x_path, config->y_path, config->target,
                     csv, &options, &run->data);
@@ -237,8 +237,8 @@ static nn_status load(const predict_config *config, predict_run *run) {
 }
 
 /* The rows to write: classes (argmax / threshold) or the raw outputs. */
-static prediction_table tabulate(const predict_config *config,
-                                 predict_run *run, size_t m) {
+static prediction_table tabulate(const predict_config *config, predict_run *run,
+                                 size_t m) {
   size_t k = output_units(run->model);
   bool regression = nn_model_loss(run->model) == NN_LOSS_MEAN_SQUARED_ERROR;
   if (config->probabilities || regression)
@@ -299,8 +299,8 @@ int main(int argc, char **argv) {
   if (code != 0)
     return code < 0 ? 0 : code;
   predict_run run = {0};
-  code = cli_open_context(program, config.device, config.device_index,
-                          &run.ctx);
+  code =
+      cli_open_context(program, config.device, config.device_index, &run.ctx);
   if (code != 0)
     return code;
   nn_status status = load(&config, &run);

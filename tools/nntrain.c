@@ -327,15 +327,13 @@ static bool apply_flag(int flag, const char *value, train_config *config) {
     return cli_parse_size(program, "--iterations", value, 1,
                           &config->iterations);
   case FLAG_L2:
-    return cli_parse_float(program, "--l2", value, 0, 1e6,
-                           &options->l2_lambda);
+    return cli_parse_float(program, "--l2", value, 0, 1e6, &options->l2_lambda);
   case FLAG_DROPOUT:
     return cli_parse_float(program, "--dropout", value, 0, 0.99,
                            &config->dropout);
   case FLAG_VAL_SPLIT: {
     float fraction = 0;
-    bool ok = cli_parse_float(program, "--val-split", value, 0, 0.9,
-                              &fraction);
+    bool ok = cli_parse_float(program, "--val-split", value, 0, 0.9, &fraction);
     options->validation_fraction = fraction;
     return ok;
   }
@@ -368,8 +366,8 @@ static bool apply_flag(int flag, const char *value, train_config *config) {
 
 /* Checks that the data flags form one of the accepted combinations. */
 static bool check_data_flags(train_config *config) {
-  bool files = config->train_x || config->train_y || config->test_x ||
-               config->test_y;
+  bool files =
+      config->train_x || config->train_y || config->test_x || config->test_y;
   bool csv = config->train_csv || config->test_csv || config->target;
   if (files && csv) {
     cli_error(program, "use either --train-x/--train-y or --train FILE.csv, "
@@ -471,12 +469,13 @@ typedef struct progress_state {
   size_t first_iteration; /* of this process (resume starts later) */
   bool iteration_cap_reached;
   size_t interrupt_at; /* tests: raise SIGINT after this iteration */
+  double last_draw;    /* the bar is redrawn at most 10 times a second */
 } progress_state;
 
 static double test_metric(progress_state *state) {
   nn_metrics metrics;
-  if (!state->test || nn_model_evaluate(state->model, state->test,
-                                        &metrics) != NN_OK)
+  if (!state->test ||
+      nn_model_evaluate(state->model, state->test, &metrics) != NN_OK)
     return NAN;
   return nn_model_loss(state->model) == NN_LOSS_MEAN_SQUARED_ERROR
              ? metrics.mse
@@ -509,16 +508,19 @@ static void format_duration(double seconds, char *text, size_t size) {
 
 /* A live bar on a terminal, redrawn in place. */
 static void draw_bar(progress_state *state, const nn_progress *progress) {
+  double now = cli_now();
+  if (now - state->last_draw < 0.1)
+    return;
+  state->last_draw = now;
   size_t done =
       progress->iteration - progress->epoch * state->batches_per_epoch;
   double fraction = (double)done / (double)state->batches_per_epoch;
-  double elapsed = cli_now() - state->epoch_started;
+  double elapsed = now - state->epoch_started;
   double rate = fraction * (double)state->train_examples / fmax(elapsed, 1e-9);
   size_t remaining_iterations =
       state->epochs * state->batches_per_epoch - progress->iteration;
-  double per_iteration =
-      (cli_now() - state->started) /
-      (double)(progress->iteration - state->first_iteration);
+  double per_iteration = (now - state->started) /
+                         (double)(progress->iteration - state->first_iteration);
   char left[32];
   format_duration(per_iteration * (double)remaining_iterations, left,
                   sizeof left);
@@ -540,9 +542,9 @@ static void print_epoch(progress_state *state, const nn_progress *progress,
     printf("\r\033[K");
   printf("epoch %zu/%zu  iteration %zu  cost %.6f", progress->epoch + 1,
          state->epochs, progress->iteration, progress->cost);
-  const char *metric =
-      nn_model_loss(state->model) == NN_LOSS_MEAN_SQUARED_ERROR ? "mse"
-                                                                : "accuracy";
+  const char *metric = nn_model_loss(state->model) == NN_LOSS_MEAN_SQUARED_ERROR
+                           ? "mse"
+                           : "accuracy";
   if (!isnan(progress->validation_cost))
     printf("  val cost %.6f  val %s %.4f", progress->validation_cost, metric,
            progress->validation_metric);
@@ -624,9 +626,9 @@ static nn_status load_data(train_config *config, run_objects *run,
   if (options.targets == NN_TARGETS_CLASSES)
     options.class_count = nn_dataset_target_width(run->train);
   if (config->test_csv || config->test_x)
-    status = cli_load(run->ctx, csv ? config->test_csv : config->test_x,
-                      config->test_y, config->target, csv, &options,
-                      &run->test);
+    status =
+        cli_load(run->ctx, csv ? config->test_csv : config->test_x,
+                 config->test_y, config->target, csv, &options, &run->test);
   return status;
 }
 
@@ -634,11 +636,11 @@ static nn_status build_model(train_config *config, run_objects *run) {
   size_t count = config->hidden_count + 1;
   nn_layer_spec layers[MAX_HIDDEN_LAYERS + 1];
   for (size_t l = 0; l < config->hidden_count; l++)
-    layers[l] = (nn_layer_spec){config->hidden[l], config->activation,
-                                config->dropout};
-  layers[count - 1] = (nn_layer_spec){nn_dataset_target_width(run->train),
-                                      nn_loss_output_activation(config->loss),
-                                      0.0f};
+    layers[l] =
+        (nn_layer_spec){config->hidden[l], config->activation, config->dropout};
+  layers[count - 1] =
+      (nn_layer_spec){nn_dataset_target_width(run->train),
+                      nn_loss_output_activation(config->loss), 0.0f};
   nn_model_spec spec = {nn_dataset_input_width(run->train), count, layers,
                         config->loss};
   nn_status status = nn_model_create(run->ctx, &spec, &run->model);
@@ -653,9 +655,8 @@ static nn_status build_model(train_config *config, run_objects *run) {
 static nn_status resume_model(train_config *config, run_objects *run) {
   int has_state = 0;
   nn_train_options saved;
-  nn_status status =
-      nn_model_load(run->ctx, config->resume_path, &run->model, &saved,
-                    &run->resume, &has_state);
+  nn_status status = nn_model_load(run->ctx, config->resume_path, &run->model,
+                                   &saved, &run->resume, &has_state);
   if (status != NN_OK)
     return status;
   if (!has_state) {
@@ -667,8 +668,8 @@ static nn_status resume_model(train_config *config, run_objects *run) {
   }
   config->options = saved;
   run->resuming = true;
-  size_t outputs = nn_model_layer_units(run->model,
-                                        nn_model_layer_count(run->model));
+  size_t outputs =
+      nn_model_layer_units(run->model, nn_model_layer_count(run->model));
   return load_data(config, run,
                    cli_load_options_for(nn_model_loss(run->model), outputs));
 }
@@ -700,7 +701,8 @@ static bool open_log(const train_config *config, run_objects *run) {
 
 static void describe(const train_config *config, const run_objects *run) {
   size_t layers = nn_model_layer_count(run->model);
-  printf("nntrain: %s, %zu training examples", nn_context_backend_name(run->ctx),
+  printf("nntrain: %s, %zu training examples",
+         nn_context_backend_name(run->ctx),
          nn_dataset_example_count(run->train));
   if (run->test)
     printf(", %zu test", nn_dataset_example_count(run->test));
@@ -708,8 +710,9 @@ static void describe(const train_config *config, const run_objects *run) {
   for (size_t l = 1; l <= layers; l++)
     printf("-%zu", nn_model_layer_units(run->model, l));
   printf(" (%s hidden, %s), %s, lr %g, batch %zu, %zu epochs\n",
-         layers > 1 ? nn_activation_name(nn_model_layer_activation(run->model, 1))
-                    : "no",
+         layers > 1
+             ? nn_activation_name(nn_model_layer_activation(run->model, 1))
+             : "no",
          nn_loss_name(nn_model_loss(run->model)),
          nn_optimizer_name(config->options.optimizer.kind),
          (double)config->options.learning_rate, config->options.batch_size,
@@ -744,8 +747,8 @@ static int save_interrupted(const train_config *config, run_objects *run,
   printf("\ninterrupted at epoch %zu, iteration %zu: checkpoint saved to "
          "%s\ncontinue with: nntrain --resume %s (and the same data "
          "flags)\n",
-         summary->state.epoch + 1, summary->state.iteration,
-         config->save_path, config->save_path);
+         summary->state.epoch + 1, summary->state.iteration, config->save_path,
+         config->save_path);
   return 130;
 }
 
@@ -755,10 +758,10 @@ static int finish(const train_config *config, run_objects *run,
   report_metrics("train", run, run->train);
   report_metrics("test", run, run->test);
   size_t iterations = summary->iterations_run - run->resume.iteration;
-  double samples = (double)iterations *
-                   (double)(config->options.batch_size
-                                ? config->options.batch_size
-                                : nn_dataset_example_count(run->train));
+  double samples =
+      (double)iterations * (double)(config->options.batch_size
+                                        ? config->options.batch_size
+                                        : nn_dataset_example_count(run->train));
   printf("time: %.2f s, %.0f samples/s%s\n", seconds, samples / seconds,
          summary->stopped_early ? " (stopped early)" : "");
   nn_status status = nn_model_save(run->model, config->save_path,
@@ -771,8 +774,8 @@ static int finish(const train_config *config, run_objects *run,
 
 static int train(train_config *config, run_objects *run) {
   size_t m = nn_dataset_example_count(run->train);
-  size_t train_m = m - (size_t)llround(config->options.validation_fraction *
-                                       (double)m);
+  size_t train_m =
+      m - (size_t)llround(config->options.validation_fraction * (double)m);
   progress_state progress = {
       .config = config,
       .model = run->model,
@@ -790,8 +793,9 @@ static int train(train_config *config, run_objects *run) {
   if (interrupt_at)
     progress.interrupt_at = strtoull(interrupt_at, NULL, 10);
   if (config->iterations > 0 && !run->resuming)
-    config->options.epochs = (config->iterations + progress.batches_per_epoch -
-                              1) / progress.batches_per_epoch;
+    config->options.epochs =
+        (config->iterations + progress.batches_per_epoch - 1) /
+        progress.batches_per_epoch;
   progress.epochs = config->options.epochs;
   config->options.callback = on_progress;
   config->options.callback_user_data = &progress;
@@ -806,8 +810,8 @@ static int train(train_config *config, run_objects *run) {
   config->options.resume = NULL;
   if (status == NN_ERROR_STOPPED && interrupted)
     return save_interrupted(config, run, &summary);
-  if (status != NN_OK && !(status == NN_ERROR_STOPPED &&
-                           progress.iteration_cap_reached))
+  if (status != NN_OK &&
+      !(status == NN_ERROR_STOPPED && progress.iteration_cap_reached))
     return cli_fail(program, run->ctx, status);
   return finish(config, run, &summary, seconds);
 }
@@ -819,8 +823,8 @@ int main(int argc, char **argv) {
   if (code != 0)
     return code < 0 ? 0 : code;
   run_objects run = {0};
-  code = cli_open_context(program, config.device, config.device_index,
-                          &run.ctx);
+  code =
+      cli_open_context(program, config.device, config.device_index, &run.ctx);
   if (code != 0)
     return code;
   nn_status status = prepare(&config, &run);
