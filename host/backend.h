@@ -15,6 +15,10 @@
 
 #include "internal.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef struct nnlib_optimizer_step {
   nn_optimizer kind;
   float learning_rate;
@@ -38,6 +42,45 @@ typedef struct nnlib_backend_ops {
   /* dst[i] = alpha * src[i]; dst may equal src. */
   nn_status (*scale)(nnlib_backend *backend, nn_context *ctx, float *dst,
                      const float *src, float alpha, size_t count);
+
+  /* Where the data of a training run lives and how batches reach the
+   * compute stream (host/feeder.c drives these):
+   *   streaming: a producer thread gathers each batch into a pinned staging
+   *   slot (host_alloc), upload_async copies it on the copy stream into one
+   *   of two device input buffers and records an event; the compute stream
+   *   waits on it (compute_wait). A slot is refilled only after its copy
+   *   event completed (event_wait_host); a device buffer is overwritten only
+   *   after the compute stream recorded that it is done with it
+   *   (compute_record + copy_wait).
+   *   resident: X and Y are uploaded once; batches are gathered on the
+   *   device (gather_columns).
+   * On the CPU every copy is synchronous and the events do nothing. */
+  nn_status (*host_alloc)(nnlib_backend *backend, nn_context *ctx,
+                          size_t count, float **out);
+  void (*host_release)(nnlib_backend *backend, float *memory);
+  nn_status (*event_create)(nnlib_backend *backend, nn_context *ctx,
+                            nnlib_event *out);
+  void (*event_destroy)(nnlib_backend *backend, nnlib_event event);
+  nn_status (*upload_async)(nnlib_backend *backend, nn_context *ctx,
+                            float *dst, const float *host_src, size_t count,
+                            nnlib_event copied);
+  nn_status (*compute_wait)(nnlib_backend *backend, nn_context *ctx,
+                            nnlib_event event);
+  nn_status (*compute_record)(nnlib_backend *backend, nn_context *ctx,
+                              nnlib_event event);
+  nn_status (*copy_wait)(nnlib_backend *backend, nn_context *ctx,
+                         nnlib_event event);
+  nn_status (*event_wait_host)(nnlib_backend *backend, nn_context *ctx,
+                               nnlib_event event);
+  /* dst (rows × count) = the given columns of src (rows × m), both backend
+   * memory; columns is host memory. */
+  nn_status (*gather_columns)(nnlib_backend *backend, nn_context *ctx,
+                              float *dst, const float *src, size_t rows,
+                              const size_t *columns, size_t count);
+  /* Free and total backend memory in bytes (the CPU reports 0, 0: no
+   * limit is known). */
+  nn_status (*memory_info)(nnlib_backend *backend, nn_context *ctx,
+                           size_t *free_bytes, size_t *total_bytes);
 
   /* Philox generators (cuRAND: host generator on the CPU, device generator
    * on the GPU, so one seed gives one stream on both). */
@@ -122,5 +165,9 @@ nn_status nnlib_cpu_backend_create(nn_context *ctx, nnlib_backend **out);
 nn_status nnlib_cuda_backend_create(nn_context *ctx, int device_index,
                                     nnlib_backend **out, char *name,
                                     size_t name_size);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif /* NN_BACKEND_H */

@@ -444,6 +444,59 @@ static nn_status cpu_optimizer_step(nnlib_backend *backend, nn_context *ctx,
   return NN_OK;
 }
 
+/* ------------------------------------------------------------------------ */
+/* Batch delivery: host memory is the backend's memory, so copies are        */
+/* synchronous and there are no streams or events to order.                  */
+/* ------------------------------------------------------------------------ */
+
+static nn_status cpu_event_create(nnlib_backend *backend, nn_context *ctx,
+                                  nnlib_event *out) {
+  (void)backend;
+  (void)ctx;
+  *out = NULL;
+  return NN_OK;
+}
+
+static void cpu_event_destroy(nnlib_backend *backend, nnlib_event event) {
+  (void)backend;
+  (void)event;
+}
+
+static nn_status cpu_upload_async(nnlib_backend *backend, nn_context *ctx,
+                                  float *dst, const float *host_src,
+                                  size_t count, nnlib_event copied) {
+  (void)copied;
+  return cpu_copy(backend, ctx, dst, host_src, count);
+}
+
+/* compute_wait, compute_record, copy_wait and event_wait_host alike. */
+static nn_status cpu_event_nothing(nnlib_backend *backend, nn_context *ctx,
+                                   nnlib_event event) {
+  (void)backend;
+  (void)ctx;
+  (void)event;
+  return NN_OK;
+}
+
+static nn_status cpu_gather_columns(nnlib_backend *backend, nn_context *ctx,
+                                    float *dst, const float *src, size_t rows,
+                                    const size_t *columns, size_t count) {
+  (void)backend;
+  (void)ctx;
+  for (size_t j = 0; j < count; j++)
+    memcpy(dst + j * rows, src + columns[j] * rows, rows * sizeof(float));
+  return NN_OK;
+}
+
+static nn_status cpu_memory_info(nnlib_backend *backend, nn_context *ctx,
+                                 size_t *free_bytes, size_t *total_bytes) {
+  (void)backend;
+  (void)ctx;
+  *free_bytes = 0;
+  *total_bytes = 0;
+  return NN_OK;
+}
+
 static const nnlib_backend_ops cpu_ops = {
     .destroy = cpu_destroy,
     .alloc = cpu_alloc,
@@ -452,6 +505,17 @@ static const nnlib_backend_ops cpu_ops = {
     .download = cpu_copy,
     .fill = cpu_fill,
     .scale = cpu_scale,
+    .host_alloc = cpu_alloc,
+    .host_release = cpu_release,
+    .event_create = cpu_event_create,
+    .event_destroy = cpu_event_destroy,
+    .upload_async = cpu_upload_async,
+    .compute_wait = cpu_event_nothing,
+    .compute_record = cpu_event_nothing,
+    .copy_wait = cpu_event_nothing,
+    .event_wait_host = cpu_event_nothing,
+    .gather_columns = cpu_gather_columns,
+    .memory_info = cpu_memory_info,
     .rng_create = cpu_rng_create,
     .rng_destroy = cpu_rng_destroy,
     .rng_seed = cpu_rng_seed,

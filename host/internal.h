@@ -15,6 +15,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* Included from the CUDA backend's .cu files, compiled as C++. */
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #define NNLIB_ERROR_CAPACITY 1024
 
 typedef struct nnlib_backend nnlib_backend;
@@ -104,6 +109,8 @@ typedef struct nnlib_layer {
 } nnlib_layer;
 
 typedef void *nnlib_rng;
+/* A point in a backend's streams (cudaEvent_t on the GPU). */
+typedef void *nnlib_event;
 
 struct nn_model {
   nn_context *ctx;
@@ -131,6 +138,7 @@ struct nn_model {
   nnlib_rng dropout_rng;
 
   /* What the last calls left behind, to reject calls out of order. */
+  const float *forward_input; /* A[0] of the last forward pass */
   size_t forward_examples;  /* m of the last forward pass, 0 if none */
   bool forward_training;    /* whether it applied dropout */
   size_t backward_examples; /* m of the last backward pass, 0 if none */
@@ -139,11 +147,15 @@ struct nn_model {
 /* Makes sure the activation arena holds at least `examples` columns. */
 nn_status nnlib_model_reserve(nn_model *model, size_t examples);
 
-/* The scheduler's building blocks, on data already in model->input and
- * model->targets (m columns). */
-nn_status nnlib_forward(nn_model *model, size_t m, bool training);
-nn_status nnlib_cost(nn_model *model, size_t m, float l2_lambda, double *cost);
-nn_status nnlib_backward(nn_model *model, size_t m, float l2_lambda);
+/* The scheduler's building blocks on m columns already in backend memory:
+ * input X (n_x × m) and targets Y (n[L] × m). Backward uses the input of the
+ * last forward pass (kept in model->forward_input). */
+nn_status nnlib_forward(nn_model *model, const float *input, size_t m,
+                        bool training);
+nn_status nnlib_cost(nn_model *model, const float *targets, size_t m,
+                     float l2_lambda, double *cost);
+nn_status nnlib_backward(nn_model *model, const float *targets, size_t m,
+                         float l2_lambda);
 nn_status nnlib_update(nn_model *model, const nn_optimizer_settings *settings,
                        float learning_rate);
 
@@ -167,5 +179,9 @@ uint64_t nnlib_mix64(uint64_t value);
 /* Fills order[0..count) with a permutation of 0..count-1 drawn from seed
  * (Fisher-Yates over a splitmix64 stream): the same seed, the same order. */
 void nnlib_permutation(size_t *order, size_t count, uint64_t seed);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif /* NN_INTERNAL_H */

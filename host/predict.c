@@ -30,7 +30,7 @@ static nn_status forward_chunk(nn_model *model, const float *x, size_t first,
       NNLIB_OPS(model)->upload(NNLIB_BACKEND(model), model->ctx, model->input,
                                x + first * nx, nx * count);
   if (status == NN_OK)
-    status = nnlib_forward(model, count, false);
+    status = nnlib_forward(model, model->input, count, false);
   if (status == NN_OK && yhat)
     status = NNLIB_OPS(model)->download(NNLIB_BACKEND(model), model->ctx, yhat,
                                         output_layer(model)->activation_out,

@@ -12,13 +12,15 @@ static const nnlib_layer *output_layer(const nn_model *model) {
   return &model->layers[model->layer_count - 1];
 }
 
-/* A[l-1] for layer index l (0-based: layers[l]). */
+/* A[l-1] for layer index l (0-based: layers[l]) in the last forward pass. */
 static const float *previous_activation(const nn_model *model, size_t l) {
-  return l == 0 ? model->input : model->layers[l - 1].activation_out;
+  return l == 0 ? model->forward_input : model->layers[l - 1].activation_out;
 }
 
-nn_status nnlib_forward(nn_model *model, size_t m, bool training) {
+nn_status nnlib_forward(nn_model *model, const float *input, size_t m,
+                        bool training) {
   nn_status status = NN_OK;
+  model->forward_input = input;
   for (size_t l = 0; status == NN_OK && l < model->layer_count; l++) {
     const nnlib_layer *layer = &model->layers[l];
     status =
@@ -52,11 +54,12 @@ static nn_status l2_penalty(nn_model *model, size_t m, float l2_lambda,
   return NN_OK;
 }
 
-nn_status nnlib_cost(nn_model *model, size_t m, float l2_lambda, double *cost) {
+nn_status nnlib_cost(nn_model *model, const float *targets, size_t m,
+                     float l2_lambda, double *cost) {
   double loss_sum = 0.0, penalty = 0.0;
-  nn_status status = NNLIB_OPS(model)->loss_sum(
-      NNLIB_BACKEND(model), model->ctx, model->loss, output_layer(model),
-      model->targets, m, &loss_sum);
+  nn_status status =
+      NNLIB_OPS(model)->loss_sum(NNLIB_BACKEND(model), model->ctx, model->loss,
+                                 output_layer(model), targets, m, &loss_sum);
   if (status == NN_OK && l2_lambda > 0.0f)
     status = l2_penalty(model, m, l2_lambda, &penalty);
   if (status == NN_OK)
@@ -66,13 +69,14 @@ nn_status nnlib_cost(nn_model *model, size_t m, float l2_lambda, double *cost) {
 
 /* dZ[L] = A[L] - Y, then for l = L..1: dW, db, dA[l-1]; dZ[l-1] = dA[l-1] *
  * g'(Z[l-1]). dZ/dA live in two scratch buffers used alternately. */
-nn_status nnlib_backward(nn_model *model, size_t m, float l2_lambda) {
+nn_status nnlib_backward(nn_model *model, const float *targets, size_t m,
+                         float l2_lambda) {
   nnlib_backend *backend = NNLIB_BACKEND(model);
   nn_context *ctx = model->ctx;
   size_t current = 0;
   float *dz = model->backward_scratch[current];
   nn_status status = backend->ops->output_gradient(
-      backend, ctx, output_layer(model), model->targets, m, dz);
+      backend, ctx, output_layer(model), targets, m, dz);
   for (size_t l = model->layer_count; status == NN_OK && l-- > 0;) {
     float *da_prev = l > 0 ? model->backward_scratch[1 - current] : NULL;
     status = backend->ops->dense_backward(backend, ctx, &model->layers[l],
@@ -202,7 +206,7 @@ nn_status nn_model_forward(nn_model *model, const float *x, size_t m,
   if (status == NN_OK)
     status = upload_columns(model, model->input, x, model->input_width, m);
   if (status == NN_OK)
-    status = nnlib_forward(model, m, training != 0);
+    status = nnlib_forward(model, model->input, m, training != 0);
   if (status == NN_OK && yhat)
     status = NNLIB_OPS(model)->download(NNLIB_BACKEND(model), model->ctx, yhat,
                                         output_layer(model)->activation_out,
@@ -249,7 +253,7 @@ nn_status nn_model_cost(nn_model *model, const float *y, size_t m,
   if (status == NN_OK)
     status = stage_targets(model, __func__, y, m);
   if (status == NN_OK)
-    status = nnlib_cost(model, m, l2_lambda, &value);
+    status = nnlib_cost(model, model->targets, m, l2_lambda, &value);
   if (status == NN_OK)
     *cost = (float)value;
   return status;
@@ -263,7 +267,7 @@ nn_status nn_model_backward(nn_model *model, const float *y, size_t m,
   if (status == NN_OK)
     status = stage_targets(model, __func__, y, m);
   if (status == NN_OK)
-    status = nnlib_backward(model, m, l2_lambda);
+    status = nnlib_backward(model, model->targets, m, l2_lambda);
   return status;
 }
 

@@ -1,10 +1,11 @@
 /*
  * train.c — the host-side training scheduler: per epoch a seeded
- * permutation, mini-batches gathered into a staging buffer and uploaded,
+ * permutation, mini-batches delivered by the feeder (host/feeder.c),
  * then forward, cost, backward and update on the backend; learning-rate
  * decay, a validation split with early stopping, and progress callbacks.
  */
 #include "backend.h"
+#include "feeder.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -32,15 +33,15 @@ void nn_train_options_default(nn_train_options *options) {
 typedef struct training_run {
   nn_model *model;
   const nn_train_options *options;
-  const nn_dataset *train;      /* what batches are drawn from */
-  nn_dataset *validation;       /* NULL without a split */
-  nn_dataset *owned_train;      /* the training part of a split */
-  size_t batch_size;            /* effective: m for full batch */
-  size_t *order;                /* this epoch's permutation (NULL: in order) */
-  float *staging_x, *staging_y; /* host gather buffers for one batch */
-  float *initial_parameters;    /* restored if training fails */
-  float *best_parameters;       /* for early stopping */
-  nn_train_state position;      /* where the run is; resumable */
+  const nn_dataset *train;   /* what batches are drawn from */
+  nn_dataset *validation;    /* NULL without a split */
+  nn_dataset *owned_train;   /* the training part of a split */
+  size_t batch_size;         /* effective: m for full batch */
+  size_t *order;             /* this epoch's permutation (NULL: in order) */
+  nnlib_feeder *feeder;      /* brings each batch to the backend */
+  float *initial_parameters; /* restored if training fails */
+  float *best_parameters;    /* for early stopping */
+  nn_train_state position;   /* where the run is; resumable */
   nn_train_summary summary;
 } training_run;
 
@@ -136,16 +137,12 @@ static nn_status prepare_run(training_run *run, const nn_dataset *data) {
   const size_t m = run->train->example_count;
   const size_t requested = run->options->batch_size;
   run->batch_size = requested == 0 || requested > m ? m : requested;
-  const size_t nx = model->input_width, ny = run->train->target_width;
   status = nnlib_model_reserve(model, run->batch_size);
   if (status == NN_OK && run->batch_size < m)
     status = nnlib_host_alloc(ctx, m, sizeof *run->order, (void **)&run->order);
-  if (status == NN_OK && run->order)
-    status = nnlib_host_alloc(ctx, nx * run->batch_size, sizeof(float),
-                              (void **)&run->staging_x);
-  if (status == NN_OK && run->order)
-    status = nnlib_host_alloc(ctx, ny * run->batch_size, sizeof(float),
-                              (void **)&run->staging_y);
+  if (status == NN_OK)
+    status = nnlib_feeder_create(model, run->train, run->batch_size,
+                                 run->options->data_placement, &run->feeder);
   if (status == NN_OK)
     status = snapshot_parameters(model, &run->initial_parameters);
   if (status == NN_OK && run->options->early_stopping_patience > 0)
@@ -156,36 +153,10 @@ static nn_status prepare_run(training_run *run, const nn_dataset *data) {
 static void finish_run(training_run *run) {
   nn_dataset_destroy(run->owned_train);
   nn_dataset_destroy(run->validation);
+  nnlib_feeder_destroy(run->feeder);
   free(run->order);
-  free(run->staging_x);
-  free(run->staging_y);
   free(run->initial_parameters);
   free(run->best_parameters);
-}
-
-/* Uploads batch columns [first, first + count) of this epoch's order. */
-static nn_status stage_batch(training_run *run, size_t first, size_t count) {
-  nn_model *model = run->model;
-  const nn_dataset *data = run->train;
-  const size_t nx = data->input_width, ny = data->target_width;
-  const float *x = data->x + first * nx, *y = data->y + first * ny;
-  if (run->order) {
-    for (size_t j = 0; j < count; j++) {
-      size_t column = run->order[first + j];
-      memcpy(run->staging_x + j * nx, data->x + column * nx,
-             nx * sizeof(float));
-      memcpy(run->staging_y + j * ny, data->y + column * ny,
-             ny * sizeof(float));
-    }
-    x = run->staging_x;
-    y = run->staging_y;
-  }
-  nn_status status = NNLIB_OPS(model)->upload(NNLIB_BACKEND(model), model->ctx,
-                                              model->input, x, nx * count);
-  if (status == NN_OK)
-    status = NNLIB_OPS(model)->upload(NNLIB_BACKEND(model), model->ctx,
-                                      model->targets, y, ny * count);
-  return status;
 }
 
 static int report(const training_run *run, const nn_progress *progress) {
@@ -196,15 +167,16 @@ static int report(const training_run *run, const nn_progress *progress) {
 
 /* Forward, cost (before the update, as the notes log it), backward, update.
  */
-static nn_status train_batch(training_run *run, size_t epoch, size_t first,
-                             size_t count, float learning_rate, double *cost) {
+static nn_status train_batch(training_run *run, size_t epoch,
+                             float learning_rate, size_t *count, double *cost) {
   nn_model *model = run->model;
   const nn_train_options *options = run->options;
-  nn_status status = stage_batch(run, first, count);
+  const float *input = NULL, *targets = NULL;
+  nn_status status = nnlib_feeder_next(run->feeder, &input, &targets, count);
   if (status == NN_OK)
-    status = nnlib_forward(model, count, true);
+    status = nnlib_forward(model, input, *count, true);
   if (status == NN_OK)
-    status = nnlib_cost(model, count, options->l2_lambda, cost);
+    status = nnlib_cost(model, targets, *count, options->l2_lambda, cost);
   if (status == NN_OK && !isfinite(*cost))
     return NNLIB_FAIL_CALL(model->ctx, NN_ERROR_NUMERIC, "nn_model_train",
                            "the cost became %g at epoch %zu, iteration %zu "
@@ -212,9 +184,11 @@ static nn_status train_batch(training_run *run, size_t epoch, size_t first,
                            *cost, epoch, run->position.iteration,
                            (double)learning_rate);
   if (status == NN_OK)
-    status = nnlib_backward(model, count, options->l2_lambda);
+    status = nnlib_backward(model, targets, *count, options->l2_lambda);
   if (status == NN_OK)
     status = nnlib_update(model, &options->optimizer, learning_rate);
+  if (status == NN_OK)
+    status = nnlib_feeder_release(run->feeder);
   return status;
 }
 
@@ -259,15 +233,16 @@ static nn_status train_epoch(training_run *run, float learning_rate,
     nnlib_permutation(run->order, m,
                       nnlib_mix64(options->seed ^ SEED_SHUFFLE) ^
                           nnlib_mix64(epoch));
-  nn_status seeded = seed_dropout(run);
-  if (seeded != NN_OK)
-    return seeded;
-  for (size_t first = position->batch * run->batch_size; first < m;
-       first += run->batch_size) {
-    size_t count = m - first < run->batch_size ? m - first : run->batch_size;
+  nn_status status = seed_dropout(run);
+  if (status == NN_OK)
+    status = nnlib_feeder_begin_epoch(run->feeder, run->order, position->batch);
+  if (status != NN_OK)
+    return status;
+  const size_t batches = (m + run->batch_size - 1) / run->batch_size;
+  while (position->batch < batches) {
+    size_t count = 0;
     double cost = 0.0;
-    nn_status status =
-        train_batch(run, epoch, first, count, learning_rate, &cost);
+    status = train_batch(run, epoch, learning_rate, &count, &cost);
     if (status != NN_OK)
       return status;
     position->epoch_cost_sum += cost * (double)count;
@@ -399,6 +374,8 @@ nn_status nn_model_train(nn_model *model, const nn_dataset *train,
   run.summary.best_epoch =
       run.validation ? run.position.best_epoch : last_epoch;
   run.summary.state = run.position;
+  run.summary.data_resident =
+      run.feeder ? nnlib_feeder_is_resident(run.feeder) : 0;
   if (summary)
     *summary = run.summary;
   finish_run(&run);

@@ -371,6 +371,17 @@ typedef struct nn_progress {
 typedef int (*nn_progress_callback)(const nn_progress *progress,
                                     void *user_data);
 
+/* Where the training data lives during nn_model_train. */
+typedef enum nn_data_placement {
+  NN_DATA_AUTO = 0,  /* resident when it fits on the GPU (half of the free
+                        memory at most), else streamed; the CPU streams */
+  NN_DATA_STREAMING, /* host memory; a producer thread gathers each batch
+                        into pinned staging buffers copied on a copy stream
+                        while the previous batch trains */
+  NN_DATA_RESIDENT   /* the whole set is copied to the device once and
+                        batches are gathered there */
+} nn_data_placement;
+
 /* Where a training run is, to continue it exactly: the costs logged after
  * resuming equal those of an uninterrupted run with the same seed. Every
  * random stream (split, shuffle, dropout) is derived from the seed and the
@@ -401,6 +412,8 @@ typedef struct nn_train_options {
                                      at epoch ends */
   nn_progress_callback callback;  /* may be NULL */
   void *callback_user_data;
+  nn_data_placement data_placement; /* default NN_DATA_AUTO; the results
+                                       are identical either way */
   const nn_train_state *resume; /* NULL: start afresh; else continue from
                                    this state (from a summary or a
                                    checkpoint) */
@@ -418,6 +431,7 @@ typedef struct nn_train_summary {
   double best_validation_cost; /* NAN without a validation split */
   size_t best_epoch;           /* epoch whose parameters were kept */
   int stopped_early;           /* early stopping triggered */
+  int data_resident;           /* 1 if the data was resident, 0 streamed */
   nn_train_state state;        /* where training ended: after a stop by the
                                   callback, pass it as options.resume to go
                                   on from the next batch */

@@ -52,6 +52,7 @@ expect 2 "--hidden" -- "$bin/nntrain" --hidden 0
 expect 2 "--dropout: '1.5'" -- "$bin/nntrain" --dropout 1.5
 expect 2 "--device: 'gpu'" -- "$bin/nntrain" --device gpu
 expect 2 "--precision: 'bf16' is not supported" -- "$bin/nntrain" --precision bf16
+expect 2 "--data: 'gpu'" -- "$bin/nntrain" --data gpu
 expect 2 "--output: 'foo'" -- "$bin/nntrain" --output foo
 expect 2 "--activation: unknown name 'softmax'" -- "$bin/nntrain" --activation softmax
 expect 2 "--optimizer: unknown name 'sgd'" -- "$bin/nntrain" --optimizer sgd

@@ -85,6 +85,8 @@ static void usage(FILE *out) {
           "improvement\n"
           "  --device auto|cpu|cuda[:N]      [auto]\n"
           "  --precision fp32                [fp32]\n"
+          "  --data auto|stream|resident     where the data lives while "
+          "training [auto]\n"
           "output:\n"
           "  --save FILE.safetensors         [model.safetensors]\n"
           "  --resume FILE.safetensors       continue a saved run (same "
@@ -201,6 +203,17 @@ static nn_status parse_optimizer_name(const char *text, int *out) {
   return status;
 }
 
+static bool parse_placement(const char *text, nn_data_placement *out) {
+  static const char *const names[] = {"auto", "stream", "resident"};
+  for (int i = 0; i < 3; i++)
+    if (strcmp(text, names[i]) == 0) {
+      *out = (nn_data_placement)i;
+      return true;
+    }
+  cli_error(program, "--data: '%s' is not auto, stream or resident", text);
+  return false;
+}
+
 static bool parse_batch(const char *text, train_config *config) {
   if (strcmp(text, "full") == 0) {
     config->options.batch_size = 0;
@@ -235,6 +248,7 @@ enum flag {
   FLAG_EARLY_STOP,
   FLAG_DEVICE,
   FLAG_PRECISION,
+  FLAG_DATA,
   FLAG_SAVE,
   FLAG_RESUME,
   FLAG_LOG,
@@ -267,6 +281,7 @@ static const struct option long_options[] = {
     {"early-stop", required_argument, NULL, FLAG_EARLY_STOP},
     {"device", required_argument, NULL, FLAG_DEVICE},
     {"precision", required_argument, NULL, FLAG_PRECISION},
+    {"data", required_argument, NULL, FLAG_DATA},
     {"save", required_argument, NULL, FLAG_SAVE},
     {"resume", required_argument, NULL, FLAG_RESUME},
     {"log", required_argument, NULL, FLAG_LOG},
@@ -350,6 +365,8 @@ static bool apply_flag(int flag, const char *value, train_config *config) {
               "--precision: '%s' is not supported; this build trains in fp32",
               value);
     return false;
+  case FLAG_DATA:
+    return parse_placement(value, &options->data_placement);
   case FLAG_SAVE:
     return (config->save_path = value) != NULL;
   case FLAG_RESUME:
