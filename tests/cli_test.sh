@@ -97,6 +97,17 @@ expect 0 "model saved" -- "$bin/nntrain" --train data.csv --target class --hidde
 expect 2 "layers" -- "$bin/nntrain" --train data.csv --target class --hidden 9 \
   --output sigmoid --init cls.safetensors --epochs 1 --save x.safetensors --device cpu
 
+echo "== uint8 IDX images, scaled by 255 unless --no-scale"
+# 6 images of 2 pixels (IDX: magic 0x00000802, dims 6 and 2, big-endian).
+printf '\x00\x00\x08\x02\x00\x00\x00\x06\x00\x00\x00\x02\x00\x10\xff\xf0\x20\x00\xe0\x30\x05\x50\x90\x90' >images.idx
+printf '\x00\x00\x08\x01\x00\x00\x00\x06\x00\x01\x01\x00\x00\x01' >labels.idx
+expect 0 "model saved" -- "$bin/nntrain" --train-x images.idx --train-y labels.idx --hidden none \
+  --output sigmoid --epochs 5 --batch full --save img.safetensors --device cpu
+expect 0 "predictions written" -- "$bin/nnpredict" --model img.safetensors --x images.idx --proba --out scaled.csv
+expect 0 "predictions written" -- "$bin/nnpredict" --model img.safetensors --x images.idx --proba --no-scale --out raw.csv
+checks=$((checks + 1))
+cmp -s scaled.csv raw.csv && fail "--no-scale made no difference to the predictions"
+
 echo "== interrupt and resume"
 common=(--train data.csv --target class --hidden 6 --activation relu --output sigmoid
   --optimizer adam --lr 0.01 --batch 32 --epochs 5 --dropout 0.1 --val-split 0.2 --device cpu)

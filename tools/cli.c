@@ -130,9 +130,11 @@ nn_status cli_load(nn_context *ctx, const char *x_or_csv_path,
   return nn_dataset_load(ctx, x_or_csv_path, y_path, options, out);
 }
 
-nn_load_options cli_load_options_for(nn_loss loss, size_t output_units) {
+nn_load_options cli_load_options_for(nn_loss loss, size_t output_units,
+                                     bool scale_uint8) {
   nn_load_options options;
   nn_load_options_default(&options);
+  options.scale_uint8 = scale_uint8;
   switch (loss) {
   case NN_LOSS_CATEGORICAL_CROSS_ENTROPY:
     options.targets = NN_TARGETS_CLASSES;

@@ -51,8 +51,10 @@ nn_status cli_load(nn_context *ctx, const char *x_or_csv_path,
                    const char *y_path, const char *csv_target, bool is_csv,
                    const nn_load_options *options, nn_dataset **out);
 
-/* Target encoding that a model's loss expects. */
-nn_load_options cli_load_options_for(nn_loss loss, size_t output_units);
+/* Target encoding that a model's loss expects; scale_uint8 divides uint8
+ * inputs by 255. */
+nn_load_options cli_load_options_for(nn_loss loss, size_t output_units,
+                                     bool scale_uint8);
 
 /* True when path ends with suffix. */
 bool cli_has_suffix(const char *path, const char *suffix);

@@ -16,6 +16,7 @@ static const char *const program = "nnpredict";
 typedef struct predict_config {
   const char *model_path, *x_path, *y_path, *out_path, *target;
   bool probabilities;
+  bool no_scale; /* keep uint8 inputs as 0..255, as the model was trained */
   nn_backend_kind device;
   int device_index;
 } predict_config;
@@ -23,7 +24,7 @@ typedef struct predict_config {
 static void usage(FILE *out) {
   fprintf(out,
           "usage: nnpredict --model FILE.safetensors --x PATH [--y PATH]\n"
-          "                 [--out FILE.csv|FILE.npy] [--proba] "
+          "                 [--out FILE.csv|FILE.npy] [--proba] [--no-scale] "
           "[--device auto|cpu|cuda[:N]]\n"
           "PATH is IDX (.gz), .npy, file.h5:dataset, or a CSV (then "
           "--target COLUMN\n"
@@ -31,6 +32,9 @@ static void usage(FILE *out) {
           "--out writes one row per example: the class (or value), or with "
           "--proba the\n"
           "output probabilities. Without --out, predictions go to stdout.\n"
+          "uint8 inputs are divided by 255 as nntrain does; --no-scale keeps "
+          "0..255\n"
+          "(for a model trained with nntrain --no-scale).\n"
           "Exit status: 0 ok, 1 runtime failure, 2 bad usage or data.\n");
 }
 
@@ -42,6 +46,7 @@ static int parse_arguments(int argc, char **argv, predict_config *config) {
       {"out", required_argument, NULL, 'o'},
       {"target", required_argument, NULL, 't'},
       {"proba", no_argument, NULL, 'p'},
+      {"no-scale", no_argument, NULL, 's'},
       {"device", required_argument, NULL, 'd'},
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0},
@@ -67,6 +72,9 @@ static int parse_arguments(int argc, char **argv, predict_config *config) {
       break;
     case 'p':
       config->probabilities = true;
+      break;
+    case 's':
+      config->no_scale = true;
       break;
     case 'd':
       if (!cli_parse_device(program, optarg, &config->device,
@@ -218,8 +226,8 @@ static nn_status load(const predict_config *config, predict_run *run) {
                                    NULL, NULL, NULL);
   if (status != NN_OK)
     return status;
-  nn_load_options options =
-      cli_load_options_for(nn_model_loss(run->model), output_units(run->model));
+  nn_load_options options = cli_load_options_for(
+      nn_model_loss(run->model), output_units(run->model), !config->no_scale);
   bool csv = cli_has_suffix(config->x_path, ".csv");
   status = cli_load(run->ctx, config->x_path, config->y_path, config->target,
                     csv, &options, &run->data);

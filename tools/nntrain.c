@@ -42,6 +42,7 @@ typedef struct train_config {
   const char *save_path, *resume_path, *log_path;
   size_t print_every;
   bool print_every_set;
+  bool no_scale; /* keep uint8 inputs as 0..255 */
 } train_config;
 
 static void usage(FILE *out) {
@@ -58,6 +59,8 @@ static void usage(FILE *out) {
           "  --train FILE.csv --target COL   CSV with a header row; COL is "
           "the target\n"
           "  --test FILE.csv                 test CSV with the same columns\n"
+          "  --no-scale                      keep uint8 inputs in 0..255 "
+          "(default: / 255)\n"
           "model:\n"
           "  --hidden 20,7,5|none            hidden widths (none: logistic "
           "regression)\n"
@@ -249,6 +252,7 @@ enum flag {
   FLAG_DEVICE,
   FLAG_PRECISION,
   FLAG_DATA,
+  FLAG_NO_SCALE,
   FLAG_SAVE,
   FLAG_RESUME,
   FLAG_LOG,
@@ -282,6 +286,7 @@ static const struct option long_options[] = {
     {"device", required_argument, NULL, FLAG_DEVICE},
     {"precision", required_argument, NULL, FLAG_PRECISION},
     {"data", required_argument, NULL, FLAG_DATA},
+    {"no-scale", no_argument, NULL, FLAG_NO_SCALE},
     {"save", required_argument, NULL, FLAG_SAVE},
     {"resume", required_argument, NULL, FLAG_RESUME},
     {"log", required_argument, NULL, FLAG_LOG},
@@ -365,6 +370,9 @@ static bool apply_flag(int flag, const char *value, train_config *config) {
               "--precision: '%s' is not supported; this build trains in fp32",
               value);
     return false;
+  case FLAG_NO_SCALE:
+    config->no_scale = true;
+    return true;
   case FLAG_DATA:
     return parse_placement(value, &options->data_placement);
   case FLAG_SAVE:
@@ -688,13 +696,15 @@ static nn_status resume_model(train_config *config, run_objects *run) {
   size_t outputs =
       nn_model_layer_units(run->model, nn_model_layer_count(run->model));
   return load_data(config, run,
-                   cli_load_options_for(nn_model_loss(run->model), outputs));
+                   cli_load_options_for(nn_model_loss(run->model), outputs,
+                                        !config->no_scale));
 }
 
 static nn_status prepare(train_config *config, run_objects *run) {
   if (config->resume_path)
     return resume_model(config, run);
-  nn_load_options options = cli_load_options_for(config->loss, 0);
+  nn_load_options options =
+      cli_load_options_for(config->loss, 0, !config->no_scale);
   nn_status status = load_data(config, run, options);
   if (status == NN_OK)
     status = build_model(config, run);
