@@ -137,10 +137,10 @@ Test(bad_input, context_create_rejects_bad_arguments) {
   cr_assert_eq(tiny[0], '\0');
 }
 
-/* On a machine without a usable GPU CUDA is refused as NO_DEVICE; where a
- * GPU exists but this build has no CUDA backend, as UNSUPPORTED. Either way
- * with a reason. AUTO then falls back to the CPU and says why. */
-Test(bad_input, cuda_without_backend_is_refused_and_auto_falls_back) {
+/* On a machine without a usable GPU CUDA is refused as NO_DEVICE; a GPU
+ * this build has no code for, as UNSUPPORTED. Either way with a reason. AUTO
+ * then falls back to the CPU and says why. */
+Test(bad_input, cuda_without_gpu_is_refused_and_auto_falls_back) {
   char message[256] = "unchanged";
   nn_context *ctx = (nn_context *)&ctx;
   nn_status status =

@@ -1,0 +1,245 @@
+/*
+ * cuda_backend.h — the CUDA backend's state and what its files share.
+ *
+ * Included from the C files (cuda_backend.c, device.c, memory.c, random.c,
+ * dense.c, errors.c) and from the kernel files (*.cu, compiled as C++), hence
+ * the extern "C" block. Everything here is private to the library: non-static
+ * names are prefixed nnlib_cuda_ and built with hidden visibility.
+ *
+ * Streams: every kernel, cuBLAS call and cuRAND generator runs on the
+ * context's compute stream, in the order the scheduler issues them; the copy
+ * stream carries only streamed batch uploads (upload_async), ordered against
+ * the compute stream by events. Blocking copies (upload, download, the
+ * reduction result) are issued on the compute stream and then synchronized.
+ */
+#ifndef NN_CUDA_BACKEND_H
+#define NN_CUDA_BACKEND_H
+
+#include "../host/backend.h"
+
+#include <cublas_v2.h>
+#include <cuda_runtime_api.h>
+#include <curand.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* cuBLAS workspace bound to the context's handle (cublasSetWorkspace): with
+ * a workspace of its own per context, cuBLAS never allocates behind our back
+ * and its results do not depend on what other streams are doing. */
+#define NNLIB_CUDA_CUBLAS_WORKSPACE_BYTES ((size_t)32 << 20)
+
+/* Device scratch for reductions, in doubles (1 MiB): per-block partial sums
+ * of the loss and sum-of-squares reductions (at most
+ * NNLIB_CUDA_REDUCTION_BLOCKS, then the final sum at index
+ * NNLIB_CUDA_REDUCTION_BLOCKS), or per-chunk partial column sums of db
+ * (chunks × n). */
+#define NNLIB_CUDA_REDUCTION_DOUBLES ((size_t)1 << 17)
+#define NNLIB_CUDA_REDUCTION_BLOCKS 1024
+
+/* gather_columns stages column indices through this many pinned slots, so
+ * that filling one never waits for the copy of the one just issued. */
+#define NNLIB_CUDA_GATHER_SLOTS 4
+
+/* Threads per block of the elementwise kernels, and the most blocks they are
+ * launched with (they loop over the rest, grid-stride). */
+#define NNLIB_CUDA_THREADS 256
+#define NNLIB_CUDA_MAX_BLOCKS 32768
+
+typedef struct nnlib_cuda_backend {
+  nnlib_backend base; /* first: the scheduler holds a nnlib_backend * */
+  int device;         /* CUDA device index, made current by every op */
+  cudaStream_t compute;
+  cudaStream_t copy;
+  cublasHandle_t cublas;     /* bound to compute, with cublas_workspace */
+  void *cublas_workspace;    /* NNLIB_CUDA_CUBLAS_WORKSPACE_BYTES, device */
+  double *reduction_scratch; /* NNLIB_CUDA_REDUCTION_DOUBLES, device */
+  double *reduction_result;  /* 1 double, pinned host: the final sum */
+
+  /* gather_columns: slot s holds indices [s * capacity, (s+1) * capacity)
+   * of both buffers; its event is recorded after its host-to-device copy,
+   * so the host refills a slot only once that copy has read it. */
+  uint64_t *gather_staging; /* pinned host, SLOTS × gather_capacity */
+  uint64_t *gather_indices; /* device, SLOTS × gather_capacity */
+  size_t gather_capacity;   /* indices per slot */
+  cudaEvent_t gather_copied[NNLIB_CUDA_GATHER_SLOTS];
+  unsigned gather_next_slot;
+} nnlib_cuda_backend;
+
+static inline nnlib_cuda_backend *nnlib_cuda(nnlib_backend *backend) {
+  return (nnlib_cuda_backend *)backend;
+}
+
+/* Blocks of NNLIB_CUDA_THREADS covering count elements (at least 1, at most
+ * NNLIB_CUDA_MAX_BLOCKS). */
+static inline unsigned nnlib_cuda_blocks(size_t count) {
+  size_t blocks = (count + NNLIB_CUDA_THREADS - 1) / NNLIB_CUDA_THREADS;
+  if (blocks == 0)
+    blocks = 1;
+  return (unsigned)(blocks < NNLIB_CUDA_MAX_BLOCKS ? blocks
+                                                   : NNLIB_CUDA_MAX_BLOCKS);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Errors (errors.c): every failure becomes a message on the context naming  */
+/* the library call, the library's own error string and file:line.          */
+/* ------------------------------------------------------------------------ */
+
+/* NN_OK for cudaSuccess; else NN_ERROR_BACKEND "call: string (name)". The
+ * call is the function name at the start of expression ("cudaMemcpyAsync"
+ * from "cudaMemcpyAsync(dst, ...)"). Clears the runtime's last error so that
+ * a later launch check does not report this failure again. */
+nn_status nnlib_cuda_check(nn_context *ctx, cudaError_t error,
+                           const char *expression, const char *file, int line);
+nn_status nnlib_cublas_check(nn_context *ctx, cublasStatus_t status,
+                             const char *expression, const char *file,
+                             int line);
+nn_status nnlib_curand_check(nn_context *ctx, curandStatus_t status,
+                             const char *expression, const char *file,
+                             int line);
+/* After a kernel launch: a bad configuration or a missing kernel image shows
+ * up in cudaGetLastError. */
+nn_status nnlib_cuda_check_launch(nn_context *ctx, const char *kernel,
+                                  const char *file, int line);
+/* NN_ERROR_OUT_OF_MEMORY when error is cudaErrorMemoryAllocation, saying how
+ * many bytes `call` asked for and (for device memory) how many are free;
+ * else as nnlib_cuda_check. */
+nn_status nnlib_cuda_check_allocation(nn_context *ctx, cudaError_t error,
+                                      const char *call, size_t bytes,
+                                      bool device_memory, const char *file,
+                                      int line);
+
+#define NNLIB_CUDA_CHECK(ctx, expression)                                      \
+  nnlib_cuda_check((ctx), (expression), #expression, __FILE__, __LINE__)
+#define NNLIB_CUBLAS_CHECK(ctx, expression)                                    \
+  nnlib_cublas_check((ctx), (expression), #expression, __FILE__, __LINE__)
+#define NNLIB_CURAND_CHECK(ctx, expression)                                    \
+  nnlib_curand_check((ctx), (expression), #expression, __FILE__, __LINE__)
+#define NNLIB_CUDA_CHECK_LAUNCH(ctx, kernel)                                   \
+  nnlib_cuda_check_launch((ctx), #kernel, __FILE__, __LINE__)
+
+/* Makes the backend's device current for the calling thread (the runtime's
+ * current device is per thread, and a context may move between threads). */
+nn_status nnlib_cuda_use_device(nnlib_cuda_backend *cuda, nn_context *ctx);
+
+/* ------------------------------------------------------------------------ */
+/* Device discovery (device.c)                                               */
+/* ------------------------------------------------------------------------ */
+
+/* Checks that device_index names a usable device with code in this build,
+ * makes it current and fills its properties. NN_ERROR_NO_DEVICE when there
+ * is none, NN_ERROR_UNSUPPORTED when this build has no code for it. */
+nn_status nnlib_cuda_open_device(nn_context *ctx, int device_index,
+                                 struct cudaDeviceProp *properties);
+
+/* cudaFuncGetAttributes on one of our kernels (fill_scale.cu): fails with
+ * cudaErrorNoKernelImageForDevice (or cudaErrorInvalidDeviceFunction) on a
+ * device the build has neither SASS nor usable PTX for. */
+cudaError_t nnlib_cuda_probe_kernel_image(void);
+
+/* ------------------------------------------------------------------------ */
+/* Operations (the nnlib_backend_ops entries), by file                       */
+/* ------------------------------------------------------------------------ */
+
+/* memory.c */
+nn_status nnlib_cuda_alloc(nnlib_backend *backend, nn_context *ctx,
+                           size_t count, float **out);
+void nnlib_cuda_release(nnlib_backend *backend, float *memory);
+nn_status nnlib_cuda_upload(nnlib_backend *backend, nn_context *ctx, float *dst,
+                            const float *host_src, size_t count);
+nn_status nnlib_cuda_download(nnlib_backend *backend, nn_context *ctx,
+                              float *host_dst, const float *src, size_t count);
+nn_status nnlib_cuda_host_alloc(nnlib_backend *backend, nn_context *ctx,
+                                size_t count, float **out);
+void nnlib_cuda_host_release(nnlib_backend *backend, float *memory);
+nn_status nnlib_cuda_event_create(nnlib_backend *backend, nn_context *ctx,
+                                  nnlib_event *out);
+void nnlib_cuda_event_destroy(nnlib_backend *backend, nnlib_event event);
+nn_status nnlib_cuda_upload_async(nnlib_backend *backend, nn_context *ctx,
+                                  float *dst, const float *host_src,
+                                  size_t count, nnlib_event copied);
+nn_status nnlib_cuda_compute_wait(nnlib_backend *backend, nn_context *ctx,
+                                  nnlib_event event);
+nn_status nnlib_cuda_compute_record(nnlib_backend *backend, nn_context *ctx,
+                                    nnlib_event event);
+nn_status nnlib_cuda_copy_wait(nnlib_backend *backend, nn_context *ctx,
+                               nnlib_event event);
+nn_status nnlib_cuda_event_wait_host(nnlib_backend *backend, nn_context *ctx,
+                                     nnlib_event event);
+nn_status nnlib_cuda_memory_info(nnlib_backend *backend, nn_context *ctx,
+                                 size_t *free_bytes, size_t *total_bytes);
+
+/* fill_scale.cu */
+nn_status nnlib_cuda_fill(nnlib_backend *backend, nn_context *ctx, float *dst,
+                          float value, size_t count);
+nn_status nnlib_cuda_scale(nnlib_backend *backend, nn_context *ctx, float *dst,
+                           const float *src, float alpha, size_t count);
+
+/* gather.cu */
+nn_status nnlib_cuda_gather_columns(nnlib_backend *backend, nn_context *ctx,
+                                    float *dst, const float *src, size_t rows,
+                                    const size_t *columns, size_t count);
+/* Frees the gather staging (backend destruction). */
+void nnlib_cuda_gather_release(nnlib_cuda_backend *cuda);
+
+/* random.c */
+nn_status nnlib_cuda_rng_create(nnlib_backend *backend, nn_context *ctx,
+                                uint64_t seed, nnlib_rng *out);
+void nnlib_cuda_rng_destroy(nnlib_backend *backend, nnlib_rng rng);
+nn_status nnlib_cuda_rng_seed(nnlib_backend *backend, nn_context *ctx,
+                              nnlib_rng rng, uint64_t seed);
+nn_status nnlib_cuda_random_uniform(nnlib_backend *backend, nn_context *ctx,
+                                    nnlib_rng rng, float *dst, size_t count);
+nn_status nnlib_cuda_random_normal(nnlib_backend *backend, nn_context *ctx,
+                                   nnlib_rng rng, float *dst, size_t count);
+
+/* dense.c */
+nn_status nnlib_cuda_dense_forward(nnlib_backend *backend, nn_context *ctx,
+                                   const nnlib_layer *layer,
+                                   const float *a_prev, size_t m);
+nn_status nnlib_cuda_dense_backward(nnlib_backend *backend, nn_context *ctx,
+                                    const nnlib_layer *layer,
+                                    const float *a_prev, const float *dz,
+                                    size_t m, float l2_lambda, float *da_prev);
+
+/* activations.cu */
+/* Z += b (broadcast over the m columns), A = g(Z); softmax per column. */
+nn_status nnlib_cuda_bias_activation(nnlib_cuda_backend *cuda, nn_context *ctx,
+                                     const nnlib_layer *layer, size_t m);
+nn_status nnlib_cuda_output_gradient(nnlib_backend *backend, nn_context *ctx,
+                                     const nnlib_layer *output, const float *y,
+                                     size_t m, float *dz);
+nn_status nnlib_cuda_activation_backward(nnlib_backend *backend,
+                                         nn_context *ctx,
+                                         const nnlib_layer *layer, float *da_dz,
+                                         size_t m);
+
+/* dropout.cu */
+nn_status nnlib_cuda_dropout_forward(nnlib_backend *backend, nn_context *ctx,
+                                     const nnlib_layer *layer, nnlib_rng rng,
+                                     size_t m);
+
+/* reductions.cu */
+/* db (n) = inverse_m · Σ over the m columns of dz (n × m), fixed order. */
+nn_status nnlib_cuda_bias_gradient(nnlib_cuda_backend *cuda, nn_context *ctx,
+                                   const float *dz, size_t n, size_t m,
+                                   float inverse_m, float *db);
+nn_status nnlib_cuda_loss_sum(nnlib_backend *backend, nn_context *ctx,
+                              nn_loss loss, const nnlib_layer *output,
+                              const float *y, size_t m, double *sum);
+nn_status nnlib_cuda_sum_squares(nnlib_backend *backend, nn_context *ctx,
+                                 const float *x, size_t count, double *sum);
+
+/* optimizers.cu */
+nn_status nnlib_cuda_optimizer_step(nnlib_backend *backend, nn_context *ctx,
+                                    const nnlib_optimizer_step *step,
+                                    float *parameters, const float *gradients,
+                                    float *first_moment, float *second_moment,
+                                    size_t count);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* NN_CUDA_BACKEND_H */
