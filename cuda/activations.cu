@@ -3,72 +3,12 @@
  * column-wise softmax, each activation's derivative applied to dA (through
  * the dropout mask) and the output gradient dZ[L] = A[L] - Y.
  *
- * Formulas, branches and the order of operations are those of
- * host/cpu_backend.c; the build passes --fmad=false so that no multiply-add
- * is contracted where the CPU rounds twice. Only the math library differs
- * (CUDA's expf, tanhf, erff are within 2 ulp of glibc's).
+ * The element-wise math is host/elementwise.h, the CPU backend's own; the build
+ * passes --fmad=false so that no multiply-add is contracted where the CPU
+ * rounds twice. Only the math library differs (CUDA's expf, tanhf, erff are
+ * within 2 ulp of glibc's).
  */
 #include "kernel_common.cuh"
-
-/* float nearest 1/√2 and 1/√(2π), as cpu_backend.c rounds them. */
-#define NNLIB_SQRT1_2 0.70710678118654752440f
-#define NNLIB_INV_SQRT_2PI 0.3989422804014327f
-
-/* Split by sign so expf never overflows. */
-static __device__ float sigmoid(float z) {
-  if (z >= 0.0f)
-    return 1.0f / (1.0f + expf(-z));
-  float e = expf(z);
-  return e / (1.0f + e);
-}
-
-/* z Φ(z), the exact (erf) GELU. */
-static __device__ float gelu(float z) {
-  return 0.5f * z * (1.0f + erff(z * NNLIB_SQRT1_2));
-}
-
-/* d/dz [z Φ(z)] = Φ(z) + z φ(z). */
-static __device__ float gelu_derivative(float z) {
-  float cdf = 0.5f * (1.0f + erff(z * NNLIB_SQRT1_2));
-  float pdf = expf(-0.5f * z * z) * NNLIB_INV_SQRT_2PI;
-  return cdf + z * pdf;
-}
-
-static __device__ float activate(nn_activation activation, float z) {
-  switch (activation) {
-  case NN_ACTIVATION_RELU:
-    return z > 0.0f ? z : 0.0f;
-  case NN_ACTIVATION_LEAKY_RELU:
-    return z > 0.0f ? z : NN_LEAKY_RELU_SLOPE * z;
-  case NN_ACTIVATION_TANH:
-    return tanhf(z);
-  case NN_ACTIVATION_SIGMOID:
-    return sigmoid(z);
-  case NN_ACTIVATION_GELU:
-    return gelu(z);
-  default: /* linear; softmax has its own kernel */
-    return z;
-  }
-}
-
-/* g'(z), given z and a = g(z). */
-static __device__ float activation_derivative(nn_activation activation, float z,
-                                              float a) {
-  switch (activation) {
-  case NN_ACTIVATION_RELU:
-    return z > 0.0f ? 1.0f : 0.0f;
-  case NN_ACTIVATION_LEAKY_RELU:
-    return z > 0.0f ? 1.0f : NN_LEAKY_RELU_SLOPE;
-  case NN_ACTIVATION_TANH:
-    return 1.0f - a * a;
-  case NN_ACTIVATION_SIGMOID:
-    return a * (1.0f - a);
-  case NN_ACTIVATION_GELU:
-    return gelu_derivative(z);
-  default:
-    return 1.0f;
-  }
-}
 
 /* Z (n × m, column-major, count = n·m) += b (n) broadcast over columns, in
  * place; A (n × m) = g(Z). One thread per element, grid-stride. */
@@ -79,7 +19,7 @@ static __global__ void bias_activation_kernel(float *z, float *a,
   NNLIB_GRID_STRIDE_LOOP(k, count) {
     float value = z[k] + bias[k % n];
     z[k] = value;
-    a[k] = activate(activation, value);
+    a[k] = nnlib_activate(activation, value);
   }
 }
 
@@ -123,8 +63,8 @@ static __global__ void activation_backward_kernel(float *da_dz, const float *z,
                                                   size_t count) {
   NNLIB_GRID_STRIDE_LOOP(k, count) {
     float da = mask ? da_dz[k] * mask[k] : da_dz[k];
-    float g = mask ? activate(activation, z[k]) : a[k];
-    da_dz[k] = da * activation_derivative(activation, z[k], g);
+    float g = mask ? nnlib_activate(activation, z[k]) : a[k];
+    da_dz[k] = da * nnlib_activation_derivative(activation, z[k], g);
   }
 }
 

@@ -13,6 +13,7 @@
 #ifndef NN_BACKEND_H
 #define NN_BACKEND_H
 
+#include "elementwise.h"
 #include "internal.h"
 
 #ifdef __cplusplus
@@ -25,6 +26,22 @@ typedef struct nnlib_optimizer_step {
   float beta1, beta2, epsilon;
   uint64_t step; /* t after this update, >= 1 (Adam's bias correction) */
 } nnlib_optimizer_step;
+
+/* The constants of one step for nnlib_update_parameter, Adam's bias
+ * corrections with the host's powf (the same on every backend). */
+static inline nnlib_update_constants
+nnlib_optimizer_constants(const nnlib_optimizer_step *step) {
+  nnlib_update_constants constants = {
+      step->kind,
+      step->learning_rate,
+      step->beta1,
+      step->beta2,
+      step->epsilon,
+      1.0f - powf(step->beta1, (float)step->step),
+      1.0f - powf(step->beta2, (float)step->step),
+  };
+  return constants;
+}
 
 typedef struct nnlib_backend_ops {
   void (*destroy)(nnlib_backend *backend);
@@ -55,14 +72,14 @@ typedef struct nnlib_backend_ops {
    *   resident: X and Y are uploaded once; batches are gathered on the
    *   device (gather_columns).
    * On the CPU every copy is synchronous and the events do nothing. */
-  nn_status (*host_alloc)(nnlib_backend *backend, nn_context *ctx,
-                          size_t count, float **out);
+  nn_status (*host_alloc)(nnlib_backend *backend, nn_context *ctx, size_t count,
+                          float **out);
   void (*host_release)(nnlib_backend *backend, float *memory);
   nn_status (*event_create)(nnlib_backend *backend, nn_context *ctx,
                             nnlib_event *out);
   void (*event_destroy)(nnlib_backend *backend, nnlib_event event);
-  nn_status (*upload_async)(nnlib_backend *backend, nn_context *ctx,
-                            float *dst, const float *host_src, size_t count,
+  nn_status (*upload_async)(nnlib_backend *backend, nn_context *ctx, float *dst,
+                            const float *host_src, size_t count,
                             nnlib_event copied);
   nn_status (*compute_wait)(nnlib_backend *backend, nn_context *ctx,
                             nnlib_event event);

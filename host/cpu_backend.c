@@ -8,6 +8,7 @@
  * gemm calls below read it that way (lda = n_prev).
  */
 #include "backend.h"
+#include "elementwise.h"
 
 #include <cblas.h>
 #include <curand.h>
@@ -154,62 +155,8 @@ static nn_status cpu_random_uniform(nnlib_backend *backend, nn_context *ctx,
 }
 
 /* ------------------------------------------------------------------------ */
-/* Activations                                                               */
+/* Layers (the element-wise math is host/elementwise.h, shared with CUDA)    */
 /* ------------------------------------------------------------------------ */
-
-static float sigmoid(float z) {
-  /* Split by sign so exp never overflows. */
-  if (z >= 0.0f)
-    return 1.0f / (1.0f + expf(-z));
-  float e = expf(z);
-  return e / (1.0f + e);
-}
-
-static float gelu(float z) {
-  return 0.5f * z * (1.0f + erff(z * (float)M_SQRT1_2));
-}
-
-/* d/dz [z Φ(z)] = Φ(z) + z φ(z). */
-static float gelu_derivative(float z) {
-  float cdf = 0.5f * (1.0f + erff(z * (float)M_SQRT1_2));
-  float pdf = expf(-0.5f * z * z) * 0.3989422804014327f;
-  return cdf + z * pdf;
-}
-
-static float activate(nn_activation activation, float z) {
-  switch (activation) {
-  case NN_ACTIVATION_RELU:
-    return z > 0.0f ? z : 0.0f;
-  case NN_ACTIVATION_LEAKY_RELU:
-    return z > 0.0f ? z : NN_LEAKY_RELU_SLOPE * z;
-  case NN_ACTIVATION_TANH:
-    return tanhf(z);
-  case NN_ACTIVATION_SIGMOID:
-    return sigmoid(z);
-  case NN_ACTIVATION_GELU:
-    return gelu(z);
-  default: /* linear; softmax is handled per column */
-    return z;
-  }
-}
-
-/* g'(z), given z and a = g(z). */
-static float activation_derivative(nn_activation activation, float z, float a) {
-  switch (activation) {
-  case NN_ACTIVATION_RELU:
-    return z > 0.0f ? 1.0f : 0.0f;
-  case NN_ACTIVATION_LEAKY_RELU:
-    return z > 0.0f ? 1.0f : NN_LEAKY_RELU_SLOPE;
-  case NN_ACTIVATION_TANH:
-    return 1.0f - a * a;
-  case NN_ACTIVATION_SIGMOID:
-    return a * (1.0f - a);
-  case NN_ACTIVATION_GELU:
-    return gelu_derivative(z);
-  default:
-    return 1.0f;
-  }
-}
 
 /* Column-wise softmax of z (n × m) into a, subtracting each column's max. */
 static void softmax_columns(const float *z, float *a, size_t n, size_t m) {
@@ -250,7 +197,7 @@ static nn_status cpu_dense_forward(nnlib_backend *backend, nn_context *ctx,
     return NN_OK;
   }
   for (size_t k = 0; k < n * m; k++)
-    a[k] = activate(layer->activation, z[k]);
+    a[k] = nnlib_activate(layer->activation, z[k]);
   return NN_OK;
 }
 
@@ -356,8 +303,8 @@ static nn_status cpu_activation_backward(nnlib_backend *backend,
   for (size_t k = 0; k < count; k++) {
     float da = mask ? da_dz[k] * mask[k] : da_dz[k];
     /* With dropout, a = g(z)·mask; g' needs g(z) itself, so use z. */
-    float g = mask ? activate(layer->activation, z[k]) : a[k];
-    da_dz[k] = da * activation_derivative(layer->activation, z[k], g);
+    float g = mask ? nnlib_activate(layer->activation, z[k]) : a[k];
+    da_dz[k] = da * nnlib_activation_derivative(layer->activation, z[k], g);
   }
   return NN_OK;
 }
@@ -413,34 +360,10 @@ static nn_status cpu_optimizer_step(nnlib_backend *backend, nn_context *ctx,
                                     size_t count) {
   (void)backend;
   (void)ctx;
-  const float lr = step->learning_rate, b1 = step->beta1, b2 = step->beta2;
-  const float eps = step->epsilon;
-  const float correction1 = 1.0f - powf(b1, (float)step->step);
-  const float correction2 = 1.0f - powf(b2, (float)step->step);
-  for (size_t k = 0; k < count; k++) {
-    const float g = gradients[k];
-    switch (step->kind) {
-    case NN_OPTIMIZER_MOMENTUM:
-      first_moment[k] = b1 * first_moment[k] + (1.0f - b1) * g;
-      parameters[k] -= lr * first_moment[k];
-      break;
-    case NN_OPTIMIZER_RMSPROP:
-      second_moment[k] = b2 * second_moment[k] + (1.0f - b2) * g * g;
-      parameters[k] -= lr * g / (sqrtf(second_moment[k]) + eps);
-      break;
-    case NN_OPTIMIZER_ADAM: {
-      first_moment[k] = b1 * first_moment[k] + (1.0f - b1) * g;
-      second_moment[k] = b2 * second_moment[k] + (1.0f - b2) * g * g;
-      const float m_hat = first_moment[k] / correction1;
-      const float s_hat = second_moment[k] / correction2;
-      parameters[k] -= lr * m_hat / (sqrtf(s_hat) + eps);
-      break;
-    }
-    default:
-      parameters[k] -= lr * g;
-      break;
-    }
-  }
+  const nnlib_update_constants constants = nnlib_optimizer_constants(step);
+  for (size_t k = 0; k < count; k++)
+    nnlib_update_parameter(&constants, gradients[k], &parameters[k],
+                           &first_moment[k], &second_moment[k]);
   return NN_OK;
 }
 

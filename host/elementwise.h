@@ -1,0 +1,121 @@
+/*
+ * elementwise.h — the per-element math both backends use: activations, their
+ * derivatives and the optimizer updates, written once so that the CPU
+ * reference and the CUDA kernels cannot drift apart. Compiled as host C by
+ * the CPU backend and as __host__ __device__ by nvcc (which runs with
+ * --fmad=false, so the same operations round the same way).
+ */
+#ifndef NN_ELEMENTWISE_H
+#define NN_ELEMENTWISE_H
+
+#include "nn.h"
+
+#include <math.h>
+
+#ifdef __CUDACC__
+#define NNLIB_ELEMENTWISE static __host__ __device__ __forceinline__
+#else
+#define NNLIB_ELEMENTWISE static inline
+#endif
+
+/* float nearest 1/√2 and 1/√(2π). */
+#define NNLIB_SQRT1_2 0.70710678118654752440f
+#define NNLIB_INV_SQRT_2PI 0.3989422804014327f
+
+/* Split by sign so expf never overflows. */
+NNLIB_ELEMENTWISE float nnlib_sigmoid(float z) {
+  if (z >= 0.0f)
+    return 1.0f / (1.0f + expf(-z));
+  float e = expf(z);
+  return e / (1.0f + e);
+}
+
+/* z Φ(z), the exact (erf) GELU. */
+NNLIB_ELEMENTWISE float nnlib_gelu(float z) {
+  return 0.5f * z * (1.0f + erff(z * NNLIB_SQRT1_2));
+}
+
+/* d/dz [z Φ(z)] = Φ(z) + z φ(z). */
+NNLIB_ELEMENTWISE float nnlib_gelu_derivative(float z) {
+  float cdf = 0.5f * (1.0f + erff(z * NNLIB_SQRT1_2));
+  float pdf = expf(-0.5f * z * z) * NNLIB_INV_SQRT_2PI;
+  return cdf + z * pdf;
+}
+
+/* g(z); softmax is taken per column elsewhere (linear here). */
+NNLIB_ELEMENTWISE float nnlib_activate(nn_activation activation, float z) {
+  switch (activation) {
+  case NN_ACTIVATION_RELU:
+    return z > 0.0f ? z : 0.0f;
+  case NN_ACTIVATION_LEAKY_RELU:
+    return z > 0.0f ? z : NN_LEAKY_RELU_SLOPE * z;
+  case NN_ACTIVATION_TANH:
+    return tanhf(z);
+  case NN_ACTIVATION_SIGMOID:
+    return nnlib_sigmoid(z);
+  case NN_ACTIVATION_GELU:
+    return nnlib_gelu(z);
+  default:
+    return z;
+  }
+}
+
+/* g'(z), given z and a = g(z). */
+NNLIB_ELEMENTWISE float nnlib_activation_derivative(nn_activation activation,
+                                                    float z, float a) {
+  switch (activation) {
+  case NN_ACTIVATION_RELU:
+    return z > 0.0f ? 1.0f : 0.0f;
+  case NN_ACTIVATION_LEAKY_RELU:
+    return z > 0.0f ? 1.0f : NN_LEAKY_RELU_SLOPE;
+  case NN_ACTIVATION_TANH:
+    return 1.0f - a * a;
+  case NN_ACTIVATION_SIGMOID:
+    return a * (1.0f - a);
+  case NN_ACTIVATION_GELU:
+    return nnlib_gelu_derivative(z);
+  default:
+    return 1.0f;
+  }
+}
+
+/* The optimizer's constants for one step: Adam's bias corrections
+ * c1 = 1 - β1^t and c2 = 1 - β2^t are computed once, on the host. */
+typedef struct nnlib_update_constants {
+  nn_optimizer kind;
+  float learning_rate, beta1, beta2, epsilon;
+  float correction1, correction2;
+} nnlib_update_constants;
+
+/* One parameter θ with gradient g and moments v (momentum / Adam m) and s:
+ *   gd:       θ -= α g
+ *   momentum: v = β1 v + (1-β1) g;  θ -= α v
+ *   rmsprop:  s = β2 s + (1-β2) g²; θ -= α g / (√s + ε)
+ *   adam:     v and s as above;     θ -= α (v / c1) / (√(s / c2) + ε) */
+NNLIB_ELEMENTWISE void nnlib_update_parameter(const nnlib_update_constants *c,
+                                              float g, float *theta, float *v,
+                                              float *s) {
+  switch (c->kind) {
+  case NN_OPTIMIZER_MOMENTUM:
+    *v = c->beta1 * *v + (1.0f - c->beta1) * g;
+    *theta -= c->learning_rate * *v;
+    break;
+  case NN_OPTIMIZER_RMSPROP:
+    *s = c->beta2 * *s + (1.0f - c->beta2) * g * g;
+    *theta -= c->learning_rate * g / (sqrtf(*s) + c->epsilon);
+    break;
+  case NN_OPTIMIZER_ADAM: {
+    *v = c->beta1 * *v + (1.0f - c->beta1) * g;
+    *s = c->beta2 * *s + (1.0f - c->beta2) * g * g;
+    const float v_hat = *v / c->correction1;
+    const float s_hat = *s / c->correction2;
+    *theta -= c->learning_rate * v_hat / (sqrtf(s_hat) + c->epsilon);
+    break;
+  }
+  default:
+    *theta -= c->learning_rate * g;
+    break;
+  }
+}
+
+#endif /* NN_ELEMENTWISE_H */
