@@ -62,6 +62,18 @@ expect 2 "--early-stop needs --val-split" -- "$bin/nntrain" --early-stop 3
 expect 2 "needs --target" -- "$bin/nntrain" --train data.csv
 expect 2 "go together" -- "$bin/nntrain" --train-x data.npy
 expect 2 "not both" -- "$bin/nntrain" --train data.csv --target y --train-x a.npy
+expect 2 "--l2: 'abc'" -- "$bin/nntrain" --l2 abc
+expect 2 "--decay: '-1'" -- "$bin/nntrain" --decay -1
+expect 2 "--val-split: '2'" -- "$bin/nntrain" --val-split 2
+expect 2 "--early-stop: '0'" -- "$bin/nntrain" --early-stop 0
+expect 2 "--iterations: '0'" -- "$bin/nntrain" --iterations 0
+expect 2 "--print-every: '0'" -- "$bin/nntrain" --print-every 0
+expect 2 "--device: 'cuda:x'" -- "$bin/nntrain" --device cuda:x
+expect 2 "--test-x and --test-y go together" -- "$bin/nntrain" --train-x a.npy --train-y b.npy --test-x c.npy
+expect 2 "--train FILE.csv needs --target" -- "$bin/nntrain" --test data.csv
+expect 2 "unknown or incomplete option '--bogus'" -- "$bin/nnpredict" --bogus
+expect 2 "--device: 'tpu'" -- "$bin/nnpredict" --model m.safetensors --x data.csv --device tpu
+expect 2 "missing.safetensors" -- "$bin/nnpredict" --model missing.safetensors --x data.csv
 expect 2 "unexpected argument 'extra'" -- "$bin/nntrain" extra
 expect 2 "--model and --x are required" -- "$bin/nnpredict" --x data.csv
 expect 2 "must end in .csv or .npy" -- "$bin/nnpredict" --model m.safetensors --x data.csv --out p.txt
