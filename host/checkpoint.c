@@ -23,6 +23,8 @@
 
 #define FIRST_MOMENT "optimizer.first_moment"
 #define SECOND_MOMENT "optimizer.second_moment"
+/* With a state, when the run was stopped with early stopping on. */
+#define BEST_PARAMETERS "early_stopping.best_parameters"
 
 /* "layers.18446744073709551615.weight" fits. */
 #define NAME_SIZE 48
@@ -75,7 +77,9 @@ static nn_status download_arenas(nn_model *model, snapshot *saved,
  * moments. */
 static nn_status build_entries(nn_model *model, snapshot *saved,
                                bool with_state) {
-  const size_t count = 2 * model->layer_count + (with_state ? 2 : 0);
+  const bool with_best = with_state && model->resume_best_parameters;
+  const size_t count =
+      2 * model->layer_count + (with_state ? 2 : 0) + (with_best ? 1 : 0);
   nn_status status = nnlib_host_alloc(model->ctx, count, sizeof *saved->entries,
                                       (void **)&saved->entries);
   if (status == NN_OK)
@@ -101,6 +105,9 @@ static nn_status build_entries(nn_model *model, snapshot *saved,
     *entry++ = (nnlib_st_entry){FIRST_MOMENT, 1, {n, 0}, saved->arena + n};
     *entry++ = (nnlib_st_entry){SECOND_MOMENT, 1, {n, 0}, saved->arena + 2 * n};
   }
+  if (with_best)
+    *entry++ = (nnlib_st_entry){
+        BEST_PARAMETERS, 1, {n, 0}, model->resume_best_parameters};
   saved->entry_count = count;
   return NN_OK;
 }
@@ -339,6 +346,24 @@ static nn_status restore_optimizer(nnlib_st_file *file, nn_model *model,
   return status;
 }
 
+/* The best parameters of a run stopped with early stopping on, if saved. */
+static nn_status restore_best_parameters(nnlib_st_file *file, nn_model *model) {
+  if (!nnlib_st_find(file, BEST_PARAMETERS))
+    return NN_OK;
+  float *host = NULL;
+  nn_status status = nnlib_host_alloc(model->ctx, model->parameter_count,
+                                      sizeof *host, (void **)&host);
+  if (status == NN_OK)
+    status = read_values(file, BEST_PARAMETERS, host, false);
+  if (status != NN_OK) {
+    free(host);
+    return status;
+  }
+  free(model->resume_best_parameters);
+  model->resume_best_parameters = host;
+  return NN_OK;
+}
+
 /* ------------------------------------------------------------------------ */
 /* nn_model_load                                                             */
 /* ------------------------------------------------------------------------ */
@@ -415,6 +440,12 @@ static nn_status read_checkpoint(nnlib_st_file *file, checkpoint *loaded) {
     status = reject_stray_layers(file, &loaded->shapes, NN_ERROR_FORMAT);
   if (status == NN_OK && loaded->has_state)
     status = expect_moments(file, loaded);
+  if (status == NN_OK && loaded->has_state &&
+      nnlib_st_find(file, BEST_PARAMETERS)) {
+    const uint64_t shape[1] = {parameter_count(&loaded->shapes)};
+    status = expect_tensor(file, &loaded->shapes, BEST_PARAMETERS, 1, shape,
+                           "parameter count");
+  }
   return status;
 }
 
@@ -441,6 +472,8 @@ static nn_status build_model(nnlib_st_file *file, const checkpoint *loaded,
     status = load_layers(file, &loaded->shapes, model);
   if (status == NN_OK && restore_state)
     status = restore_optimizer(file, model, loaded->optimizer_step);
+  if (status == NN_OK && restore_state)
+    status = restore_best_parameters(file, model);
   if (status != NN_OK) {
     nn_model_destroy(model);
     return status;

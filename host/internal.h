@@ -139,6 +139,12 @@ struct nn_model {
 
   /* What the last calls left behind, to reject calls out of order. */
   const float *forward_input; /* A[0] of the last forward pass */
+
+  /* Host copy of the best parameters of a run that was stopped (by its
+   * callback) with early stopping on, kept so that resuming it — in memory
+   * or through a checkpoint — restores the right ones at the end; NULL
+   * otherwise. */
+  float *resume_best_parameters;
   size_t forward_examples;  /* m of the last forward pass, 0 if none */
   bool forward_training;    /* whether it applied dropout */
   size_t backward_examples; /* m of the last backward pass, 0 if none */

@@ -182,6 +182,7 @@ void nn_model_destroy(nn_model *model) {
   ops->release(backend, model->second_moment);
   ops->release(backend, model->activation_arena);
   ops->rng_destroy(backend, model->dropout_rng);
+  free(model->resume_best_parameters);
   free(model->layers);
   free(model);
 }

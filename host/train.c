@@ -128,6 +128,18 @@ static nn_status restore_parameters(nn_model *model, const float *saved) {
                                   model->parameter_count);
 }
 
+/* The best parameters so far: those kept from the interrupted run when
+ * resuming one, else the current ones. */
+static nn_status start_best_parameters(training_run *run) {
+  nn_model *model = run->model;
+  if (run->options->resume && model->resume_best_parameters) {
+    run->best_parameters = model->resume_best_parameters;
+    model->resume_best_parameters = NULL;
+    return NN_OK;
+  }
+  return snapshot_parameters(model, &run->best_parameters);
+}
+
 static nn_status prepare_run(training_run *run, const nn_dataset *data) {
   nn_model *model = run->model;
   nn_context *ctx = model->ctx;
@@ -146,7 +158,7 @@ static nn_status prepare_run(training_run *run, const nn_dataset *data) {
   if (status == NN_OK)
     status = snapshot_parameters(model, &run->initial_parameters);
   if (status == NN_OK && run->options->early_stopping_patience > 0)
-    status = snapshot_parameters(model, &run->best_parameters);
+    status = start_best_parameters(run);
   return status;
 }
 
@@ -378,6 +390,13 @@ nn_status nn_model_train(nn_model *model, const nn_dataset *train,
       run.feeder ? nnlib_feeder_is_resident(run.feeder) : 0;
   if (summary)
     *summary = run.summary;
+  /* A stopped run may be resumed: keep its best parameters with the model. */
+  free(model->resume_best_parameters);
+  model->resume_best_parameters = NULL;
+  if (status == NN_ERROR_STOPPED) {
+    model->resume_best_parameters = run.best_parameters;
+    run.best_parameters = NULL;
+  }
   finish_run(&run);
   model->forward_examples = 0;
   model->backward_examples = 0;

@@ -414,9 +414,9 @@ typedef struct nn_train_options {
   void *callback_user_data;
   nn_data_placement data_placement; /* default NN_DATA_AUTO; the results
                                        are identical either way */
-  const nn_train_state *resume; /* NULL: start afresh; else continue from
-                                   this state (from a summary or a
-                                   checkpoint) */
+  const nn_train_state *resume;     /* NULL: start afresh; else continue from
+                                       this state (from a summary or a
+                                       checkpoint) */
 } nn_train_options;
 
 /* Fills the defaults: gd, α 0.0075, β1 0.9, β2 0.999, ε 1e-8, full batch,
@@ -455,7 +455,9 @@ NN_API nn_status nn_model_train(nn_model *model, const nn_dataset *train,
  * ([n_out]) for l = 0..L-1, the architecture in __metadata__, and, when given,
  * the training settings (options) and, with a state, everything needed to
  * resume: optimizer moments (optimizer.first_moment, optimizer.second_moment,
- * [parameter_count]), Adam's step and the state. The write is atomic
+ * [parameter_count]), Adam's step and the state, and, for a run stopped with
+ * early stopping on, the best parameters so far
+ * (early_stopping.best_parameters). The write is atomic
  * (temporary file "path.tmp.XXXXXX" in the same directory, fsync, rename): an
  * existing file is never left half-written, and on failure (NN_ERROR_IO, the
  * message naming the path and the system's reason) the temporary file is

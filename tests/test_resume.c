@@ -225,3 +225,72 @@ Test(resume, rejects_a_state_that_does_not_fit_the_data) {
   nn_dataset_destroy(data);
   nn_context_destroy(ctx);
 }
+
+/* Random labels: the network overfits, so the best validation epoch comes
+ * early and early stopping restores parameters from before an interruption
+ * placed after it. The resumed run must restore the same ones. */
+static nn_dataset *make_noise_data(nn_context *ctx) {
+  float x[FEATURES * EXAMPLES], y[EXAMPLES];
+  support_rng rng = support_rng_seeded(77);
+  for (size_t k = 0; k < FEATURES * EXAMPLES; k++)
+    x[k] = (float)support_rng_gaussian(&rng);
+  for (size_t j = 0; j < EXAMPLES; j++)
+    y[j] = support_rng_uniform(&rng) < 0.5 ? 1.0f : 0.0f;
+  nn_dataset *data = NULL;
+  SUPPORT_OK(ctx, nn_dataset_create(ctx, FEATURES, 1, EXAMPLES, x, y, &data));
+  return data;
+}
+
+static void early_stopping_options(nn_train_options *options, cost_log *log) {
+  adam_options(options, log);
+  options->learning_rate = 0.05f;
+  options->epochs = 60;
+  options->early_stopping_patience = 8;
+}
+
+Test(resume, early_stopping_best_parameters_survive_a_checkpoint) {
+  nn_context *ctx = support_cpu_context();
+  nn_dataset *data = make_noise_data(ctx);
+  cost_log reference = {0}, first = {0}, second = {0};
+
+  nn_model *model = make_model(ctx);
+  nn_train_options options;
+  early_stopping_options(&options, &reference);
+  nn_train_summary uninterrupted;
+  SUPPORT_OK(ctx, nn_model_train(model, data, &options, &uninterrupted));
+  cr_assert_eq(uninterrupted.stopped_early, 1, "the setup must overfit");
+  float *expected = NULL;
+  read_parameters(ctx, model, &expected);
+  nn_model_destroy(model);
+
+  /* Interrupt two epochs after the best one, mid-epoch. */
+  first.stop_at_iteration = 3 * (uninterrupted.best_epoch + 2) + 2;
+  model = make_model(ctx);
+  early_stopping_options(&options, &first);
+  nn_train_summary summary;
+  cr_assert_eq(nn_model_train(model, data, &options, &summary),
+               NN_ERROR_STOPPED);
+  char path[] = "/tmp/nn_resume_best_XXXXXX.safetensors";
+  int descriptor = mkstemps(path, 12);
+  cr_assert_geq(descriptor, 0);
+  close(descriptor);
+  SUPPORT_OK(ctx, nn_model_save(model, path, &options, &summary.state));
+  nn_model_destroy(model);
+
+  nn_model *loaded = NULL;
+  nn_train_state state;
+  SUPPORT_OK(ctx, nn_model_load(ctx, path, &loaded, NULL, &state, NULL));
+  early_stopping_options(&options, &second);
+  options.resume = &state;
+  nn_train_summary resumed;
+  SUPPORT_OK(ctx, nn_model_train(loaded, data, &options, &resumed));
+  cr_assert_eq(resumed.best_epoch, uninterrupted.best_epoch);
+  cr_assert_eq(resumed.epochs_run, uninterrupted.epochs_run);
+  assert_same_parameters(ctx, loaded, expected);
+
+  unlink(path);
+  free(expected);
+  nn_model_destroy(loaded);
+  nn_dataset_destroy(data);
+  nn_context_destroy(ctx);
+}
