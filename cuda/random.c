@@ -1,7 +1,9 @@
 /*
  * random.c — cuRAND device generators: Philox4x32-10 seeded like the CPU
  * backend's host generator (same seed, offset 0, default ordering), so one
- * seed gives the same initial weights and dropout uniforms on both. Each
+ * seed gives the same dropout uniforms on both, and the same initial weights
+ * to ~1e-6 of their scale (the device's Box-Muller takes __sincosf, the
+ * host's sinf/cosf: curand_normal.h). Each
  * generator runs on the context's compute stream, in order with the kernels
  * that read what it writes.
  */

@@ -139,8 +139,9 @@ typedef struct nnlib_backend_ops {
                                const nnlib_layer *output, const float *y,
                                size_t m, float *dz);
 
-  /* dZ = dA * g'(Z) in place (n × m), after dA *= mask when the layer has
-   * dropout. */
+  /* dZ = dA * g'(Z) in place (n × m), after dA *= mask when
+   * layer->dropout_mask is not NULL (the scheduler passes a view without it
+   * when the forward pass applied no dropout). */
   nn_status (*activation_backward)(nnlib_backend *backend, nn_context *ctx,
                                    const nnlib_layer *layer, float *da_dz,
                                    size_t m);

@@ -67,6 +67,17 @@ nn_status nnlib_cost(nn_model *model, const float *targets, size_t m,
   return status;
 }
 
+/* Layer l's view for activation_backward: without its dropout mask when the
+ * last forward pass applied none (an inference pass), so that backward
+ * differentiates the function that forward computed instead of applying a
+ * stale mask (or, on a fresh arena, an all-zero one). */
+static nnlib_layer backward_view(const nn_model *model, size_t l) {
+  nnlib_layer view = model->layers[l];
+  if (!model->forward_training)
+    view.dropout_mask = NULL;
+  return view;
+}
+
 /* dZ[L] = A[L] - Y, then for l = L..1: dW, db, dA[l-1]; dZ[l-1] = dA[l-1] *
  * g'(Z[l-1]). dZ/dA live in two scratch buffers used alternately. */
 nn_status nnlib_backward(nn_model *model, const float *targets, size_t m,
@@ -82,9 +93,11 @@ nn_status nnlib_backward(nn_model *model, const float *targets, size_t m,
     status = backend->ops->dense_backward(backend, ctx, &model->layers[l],
                                           previous_activation(model, l), dz, m,
                                           l2_lambda, da_prev);
-    if (status == NN_OK && da_prev)
-      status = backend->ops->activation_backward(
-          backend, ctx, &model->layers[l - 1], da_prev, m);
+    if (status == NN_OK && da_prev) {
+      const nnlib_layer below = backward_view(model, l - 1);
+      status =
+          backend->ops->activation_backward(backend, ctx, &below, da_prev, m);
+    }
     current = 1 - current;
     dz = da_prev;
   }

@@ -520,7 +520,8 @@ NN_API nn_status nn_model_cost(nn_model *model, const float *y, size_t m,
 
 /* Backward propagation from the last forward pass: fills the gradient arena
  * with dW[l] = (1/m) dZ[l] A[l-1]ᵀ + (λ/m) W[l] and db[l] = (1/m) Σ_cols
- * dZ[l]. */
+ * dZ[l]. The dropout masks enter only if that pass applied them
+ * (training != 0). */
 NN_API nn_status nn_model_backward(nn_model *model, const float *y, size_t m,
                                    float l2_lambda);
 

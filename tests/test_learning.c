@@ -640,6 +640,38 @@ Test(learning, dropout_backward_applies_the_mask) {
   nn_context_destroy(ctx);
 }
 
+/* Backward after an inference pass (training = 0) differentiates what that
+ * pass computed: no mask. With the probe and y = 0: Ŷ = A[1] = 1, so
+ * dZ[1] = 1 and dW[1] = db[1] = 1 — both on a fresh model (whose mask
+ * buffer holds zeros) and after a training pass (whose mask is stale). */
+Test(learning, backward_after_inference_ignores_the_mask) {
+  enum { width = 64, m = 10, count = width * m };
+  nn_context *ctx = support_cpu_context();
+  nn_model *model = dropout_probe(ctx, width, 0.5f);
+  float x[m], y[count], yhat[count], dw[width], db[width];
+  for (int j = 0; j < m; j++)
+    x[j] = 1.0f;
+  memset(y, 0, sizeof y);
+  for (int trained_before = 0; trained_before < 2; trained_before++) {
+    if (trained_before) {
+      SUPPORT_OK(ctx, nn_model_seed_dropout(model, 3));
+      SUPPORT_OK(ctx, nn_model_forward(model, x, m, 1, NULL));
+    }
+    SUPPORT_OK(ctx, nn_model_forward(model, x, m, 0, yhat));
+    SUPPORT_OK(ctx, nn_model_backward(model, y, m, 0.0f));
+    SUPPORT_OK(ctx, nn_model_get_layer_gradients(model, 1, dw, db));
+    for (int i = 0; i < width; i++) {
+      cr_assert_eq(yhat[i], 1.0f, "inference output %g", (double)yhat[i]);
+      cr_assert(support_close(dw[i], 1.0, 1e-6) &&
+                    support_close(db[i], 1.0, 1e-6),
+                "trained before: %d, dW[%d] %g, db[%d] %g (expected 1)",
+                trained_before, i, (double)dw[i], i, (double)db[i]);
+    }
+  }
+  nn_model_destroy(model);
+  nn_context_destroy(ctx);
+}
+
 /* ------------------------------------------------------------------------ */
 /* The scheduler                                                             */
 /* ------------------------------------------------------------------------ */
