@@ -26,8 +26,8 @@ extern "C" nn_status nnlib_cuda_dropout_forward(nnlib_backend *backend,
   const size_t count = layer->units * m;
   const float keep = 1.0f - layer->dropout;
   const float kept_scale = 1.0f / keep;
-  nn_status status =
-      nnlib_cuda_random_uniform(backend, ctx, rng, layer->dropout_mask, count);
+  nn_status status = nnlib_cuda_random_uniform(
+      backend, ctx, rng, layer->dropout_mask, nnlib_dropout_draw_count(count));
   if (status != NN_OK || count == 0)
     return status;
   dropout_kernel<<<nnlib_cuda_blocks(count), NNLIB_CUDA_THREADS, 0,

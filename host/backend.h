@@ -171,6 +171,16 @@ struct nnlib_backend {
   const nnlib_backend_ops *ops;
 };
 
+/* Philox4x32 makes random numbers in blocks of 4. Every dropout draw is
+ * rounded up to whole blocks, so the host and device generators advance
+ * alike whatever the layer width and batch size; each mask buffer has
+ * NNLIB_DROPOUT_PADDING spare floats for the rounding. */
+#define NNLIB_DROPOUT_PADDING 4
+static inline size_t nnlib_dropout_draw_count(size_t count) {
+  return (count + NNLIB_DROPOUT_PADDING - 1) &
+         ~(size_t)(NNLIB_DROPOUT_PADDING - 1);
+}
+
 /* The backend a model's arenas live on, and its operations. */
 #define NNLIB_BACKEND(model) ((model)->ctx->backend)
 #define NNLIB_OPS(model) (NNLIB_BACKEND(model)->ops)

@@ -206,7 +206,8 @@ static nn_status cpu_dropout_forward(nnlib_backend *backend, nn_context *ctx,
                                      size_t m) {
   size_t count = layer->units * m;
   float *mask = layer->dropout_mask;
-  nn_status status = cpu_random_uniform(backend, ctx, rng, mask, count);
+  nn_status status = cpu_random_uniform(backend, ctx, rng, mask,
+                                        nnlib_dropout_draw_count(count));
   if (status != NN_OK)
     return status;
   const float keep = 1.0f - layer->dropout;

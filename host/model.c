@@ -191,7 +191,8 @@ void nn_model_destroy(nn_model *model) {
 /* Activation arena                                                          */
 /* ------------------------------------------------------------------------ */
 
-/* Floats per example column in the activation arena. */
+/* Floats per example column in the activation arena (plus
+ * dropout_padding()). */
 static size_t activation_floats_per_example(const nn_model *model) {
   const nnlib_layer *output = &model->layers[model->layer_count - 1];
   size_t widest = model->input_width, total = model->input_width;
@@ -220,12 +221,20 @@ static void bind_activation_views(nn_model *model, size_t capacity) {
     layer->dropout_mask = NULL;
     if (layer->dropout > 0.0f) {
       layer->dropout_mask = cursor;
-      cursor += layer->units * capacity;
+      cursor += layer->units * capacity + NNLIB_DROPOUT_PADDING;
     }
     widest = layer->units > widest ? layer->units : widest;
   }
   model->backward_scratch[0] = cursor;
   model->backward_scratch[1] = cursor + widest * capacity;
+}
+
+/* The spare floats after each dropout mask (see nnlib_dropout_draw_count). */
+static size_t dropout_padding(const nn_model *model) {
+  size_t padding = 0;
+  for (size_t l = 0; l < model->layer_count; l++)
+    padding += model->layers[l].dropout > 0.0f ? NNLIB_DROPOUT_PADDING : 0;
+  return padding;
 }
 
 nn_status nnlib_model_reserve(nn_model *model, size_t examples) {
@@ -234,10 +243,12 @@ nn_status nnlib_model_reserve(nn_model *model, size_t examples) {
   size_t total;
   if (examples > INT_MAX ||
       !nnlib_checked_mul(activation_floats_per_example(model), examples,
-                         &total))
+                         &total) ||
+      total + dropout_padding(model) < total)
     return NNLIB_FAIL(model->ctx, NN_ERROR_OUT_OF_MEMORY,
                       "activations for %zu examples overflow", examples);
   float *arena = NULL;
+  total += dropout_padding(model);
   nn_status status =
       NNLIB_OPS(model)->alloc(NNLIB_BACKEND(model), model->ctx, total, &arena);
   if (status != NN_OK)

@@ -228,7 +228,8 @@ static nn_status seed_dropout(training_run *run) {
       if (model->layers[l].dropout > 0.0f)
         status = NNLIB_OPS(model)->random_uniform(
             NNLIB_BACKEND(model), model->ctx, model->dropout_rng,
-            model->layers[l].dropout_mask, model->layers[l].units * count);
+            model->layers[l].dropout_mask,
+            nnlib_dropout_draw_count(model->layers[l].units * count));
   }
   return status;
 }

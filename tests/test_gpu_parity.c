@@ -615,9 +615,10 @@ static float *download_mask(nn_model *model, size_t l, size_t m) {
 
 /* Same dropout seed: the same uniforms from both Philox generators, so the
  * same masks, bit for bit (0 or 1/keep), over two successive forward passes
- * whose draws (63 and 27 per pass) are not multiples of Philox's 4 outputs
- * per counter: the generators must advance alike. Then outputs and
- * gradients within the tolerances of the dropout-free test. */
+ * whose masks (63 and 27 values per pass) are not multiples of Philox's 4
+ * outputs per counter — the draws are rounded up to whole blocks
+ * (nnlib_dropout_draw_count) so the generators advance alike. Then outputs
+ * and gradients within the tolerances of the dropout-free test. */
 Test(gpu_parity, dropout_masks_are_identical) {
   parity p = parity_open();
   const size_t widths[] = {5, 7, 3, 1}, m = 9;
