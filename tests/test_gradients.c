@@ -143,7 +143,8 @@ static double problem_cost(const gradient_problem *p) {
   SUPPORT_OK(p->ctx, nn_model_forward(p->model, p->x, p->m, 0, NULL));
   SUPPORT_OK(p->ctx, nn_model_cost(p->model, p->y, p->m, p->l2_lambda, &cost));
   double exact = 0.0;
-  SUPPORT_OK(p->ctx, nnlib_cost(p->model, p->model->targets, p->m, p->l2_lambda, &exact));
+  SUPPORT_OK(p->ctx, nnlib_cost(p->model, p->model->targets, p->m, p->l2_lambda,
+                                &exact));
   cr_assert_float_eq(cost, exact, 1e-6 * fmax(1.0, fabs(exact)));
   return exact;
 }
