@@ -525,7 +525,8 @@ NN_API nn_status nn_model_cost(nn_model *model, const float *y, size_t m,
 NN_API nn_status nn_model_backward(nn_model *model, const float *y, size_t m,
                                    float l2_lambda);
 
-/* dW[l] (row-major [n[l], n[l-1]]) and db[l] of the last backward pass. */
+/* dW[l] (row-major [n[l], n[l-1]]) and db[l] of the last backward pass,
+ * until an update consumes them (NN_ERROR_STATE after that). */
 NN_API nn_status nn_model_get_layer_gradients(const nn_model *model,
                                               size_t layer, float *weights,
                                               float *bias);
