@@ -17,6 +17,13 @@ void nn_load_options_default(nn_load_options *options) {
   options->scale_uint8 = 1;
 }
 
+/* options, or the defaults (filled into *defaults) when options is NULL. */
+static const nn_load_options *
+options_or_defaults(const nn_load_options *options, nn_load_options *defaults) {
+  nn_load_options_default(defaults);
+  return options ? options : defaults;
+}
+
 static nn_status check_call(nn_context *ctx, const char *call, const char *path,
                             const nn_load_options *options, nn_dataset **out) {
   if (!ctx)
@@ -120,9 +127,7 @@ nn_status nn_dataset_load(nn_context *ctx, const char *x_path,
                           nn_dataset **out) {
   const char *call = __func__;
   nn_load_options defaults;
-  nn_load_options_default(&defaults);
-  if (!options)
-    options = &defaults;
+  options = options_or_defaults(options, &defaults);
   nn_status status = check_call(ctx, call, x_path, options, out);
   if (status != NN_OK)
     return status;
@@ -159,9 +164,7 @@ nn_status nn_dataset_load_csv(nn_context *ctx, const char *path,
                               nn_dataset **out) {
   const char *call = __func__;
   nn_load_options defaults;
-  nn_load_options_default(&defaults);
-  if (!options)
-    options = &defaults;
+  options = options_or_defaults(options, &defaults);
   nn_status status = check_call(ctx, call, path, options, out);
   if (status != NN_OK)
     return status;

@@ -5,30 +5,13 @@
 # --resume continues with the very costs of an uninterrupted run.
 # Usage: cli_test.sh BIN_DIR
 set -uo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
 bin=$1
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 cd "$work"
-failures=0
-checks=0
-
-fail() {
-  echo "FAIL: $*"
-  failures=$((failures + 1))
-}
-
-# expect CODE PATTERN -- command...: exit status and a message matching
-# PATTERN on stdout/stderr.
-expect() {
-  local code=$1 pattern=$2
-  shift 3
-  checks=$((checks + 1))
-  local output status
-  output=$("$@" 2>&1)
-  status=$?
-  [ "$status" -eq "$code" ] || { fail "$* -> exit $status, expected $code: $output"; return; }
-  grep -qE -- "$pattern" <<<"$output" || fail "$* -> output lacks /$pattern/: $output"
-}
+# shellcheck source=tests/expect.sh
+source "$here/expect.sh"
 
 # Data: y = 2 a - b + 0.5 (regression) and class = (a > b) (classification).
 awk 'BEGIN { srand(7); print "a,b,y,class";
@@ -136,5 +119,4 @@ cmp -s whole.csv part.csv || { fail "resumed log differs from the uninterrupted 
 checks=$((checks + 1))
 cmp -s whole.safetensors part.safetensors || fail "resumed model differs from the uninterrupted one"
 
-echo "$((checks - failures)) passed, $failures failed"
-[ $failures -eq 0 ]
+finish

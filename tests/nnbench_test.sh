@@ -4,32 +4,15 @@
 # figures agree with each other and with the formulas recomputed here.
 # Usage: nnbench_test.sh BIN_DIR [PYTHON]
 set -uo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
 bin=$1
 python=${2:-python3}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 cd "$work" || exit 1
 export OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-1}
-failures=0
-checks=0
-
-fail() {
-  echo "FAIL: $*"
-  failures=$((failures + 1))
-}
-
-# expect CODE PATTERN -- command...: exit status and a message matching
-# PATTERN on stdout/stderr.
-expect() {
-  local code=$1 pattern=$2
-  shift 3
-  checks=$((checks + 1))
-  local output status
-  output=$("$@" 2>&1)
-  status=$?
-  [ "$status" -eq "$code" ] || { fail "$* -> exit $status, expected $code: $output"; return; }
-  grep -qE -- "$pattern" <<<"$output" || fail "$* -> output lacks /$pattern/: $output"
-}
+# shellcheck source=tests/expect.sh
+source "$here/expect.sh"
 
 nnbench=$bin/nnbench
 
@@ -138,5 +121,4 @@ for problem in problems:
 sys.exit(1 if problems else 0)
 PY
 
-echo "$((checks - failures)) passed, $failures failed"
-[ $failures -eq 0 ]
+finish

@@ -127,6 +127,19 @@ static void assert_same_parameters(nn_context *ctx, nn_model *model,
   free(actual);
 }
 
+#define CHECKPOINT_TEMPLATE "/tmp/nn_resume_XXXXXX.safetensors"
+
+/* Saves model, options and state to a new file named from path (a
+ * CHECKPOINT_TEMPLATE copy, filled in); the caller unlinks it. */
+static void save_checkpoint(nn_context *ctx, nn_model *model,
+                            const nn_train_options *options,
+                            const nn_train_state *state, char *path) {
+  int descriptor = mkstemps(path, (int)strlen(".safetensors"));
+  cr_assert_geq(descriptor, 0);
+  close(descriptor);
+  SUPPORT_OK(ctx, nn_model_save(model, path, options, state));
+}
+
 /* Stops mid-epoch (after iteration 10, the first batch of epoch 3) and
  * continues from the summary's state in memory. */
 Test(resume, in_memory_continuation_matches_uninterrupted_run) {
@@ -176,11 +189,8 @@ Test(resume, checkpoint_continuation_matches_uninterrupted_run) {
   nn_train_summary summary;
   cr_assert_eq(nn_model_train(model, data, &options, &summary),
                NN_ERROR_STOPPED);
-  char path[] = "/tmp/nn_resume_XXXXXX.safetensors";
-  int descriptor = mkstemps(path, 12);
-  cr_assert_geq(descriptor, 0);
-  close(descriptor);
-  SUPPORT_OK(ctx, nn_model_save(model, path, &options, &summary.state));
+  char path[] = CHECKPOINT_TEMPLATE;
+  save_checkpoint(ctx, model, &options, &summary.state, path);
   nn_model_destroy(model);
 
   nn_model *loaded = NULL;
@@ -270,11 +280,8 @@ Test(resume, early_stopping_best_parameters_survive_a_checkpoint) {
   nn_train_summary summary;
   cr_assert_eq(nn_model_train(model, data, &options, &summary),
                NN_ERROR_STOPPED);
-  char path[] = "/tmp/nn_resume_best_XXXXXX.safetensors";
-  int descriptor = mkstemps(path, 12);
-  cr_assert_geq(descriptor, 0);
-  close(descriptor);
-  SUPPORT_OK(ctx, nn_model_save(model, path, &options, &summary.state));
+  char path[] = CHECKPOINT_TEMPLATE;
+  save_checkpoint(ctx, model, &options, &summary.state, path);
   nn_model_destroy(model);
 
   nn_model *loaded = NULL;
