@@ -2,9 +2,9 @@
  * cuda_backend.c — the CUDA backend's creation, destruction and operations
  * table. Per context: one device, a compute stream (kernels, cuBLAS,
  * cuRAND) and a copy stream (streamed batch uploads), one cuBLAS handle with
- * its own 32 MiB workspace, a device scratch for reductions and a pinned
- * double for their result. Everything is allocated here, once; the step loop
- * allocates nothing (gather_columns grows its index staging on first use).
+ * its own 32 MiB workspace, a device scratch for reductions. Everything is
+ * allocated here, once; the step loop allocates nothing (gather_columns grows
+ * its index staging on first use).
  */
 #include "cuda_backend.h"
 
@@ -34,7 +34,6 @@ static void cuda_destroy(nnlib_backend *backend) {
     cublasDestroy(cuda->cublas);
   cudaFree(cuda->cublas_workspace);
   cudaFree(cuda->reduction_scratch);
-  cudaFreeHost(cuda->reduction_result);
   if (cuda->copy)
     cudaStreamDestroy(cuda->copy);
   if (cuda->compute)
@@ -91,16 +90,9 @@ static nn_status create_cublas(nnlib_cuda_backend *cuda, nn_context *ctx) {
 static nn_status create_reduction_buffers(nnlib_cuda_backend *cuda,
                                           nn_context *ctx) {
   const size_t bytes = NNLIB_CUDA_REDUCTION_DOUBLES * sizeof(double);
-  nn_status status = nnlib_cuda_check_allocation(
+  return nnlib_cuda_check_allocation(
       ctx, cudaMalloc((void **)&cuda->reduction_scratch, bytes), "cudaMalloc",
       bytes, true, __FILE__, __LINE__);
-  if (status == NN_OK)
-    status = nnlib_cuda_check_allocation(
-        ctx,
-        cudaHostAlloc((void **)&cuda->reduction_result, sizeof(double),
-                      cudaHostAllocDefault),
-        "cudaHostAlloc", sizeof(double), false, __FILE__, __LINE__);
-  return status;
 }
 
 static const nnlib_backend_ops cuda_ops = {
@@ -120,6 +112,8 @@ static const nnlib_backend_ops cuda_ops = {
     .compute_record = nnlib_cuda_compute_record,
     .copy_wait = nnlib_cuda_copy_wait,
     .event_wait_host = nnlib_cuda_event_wait_host,
+    .timer_create = nnlib_cuda_timer_create,
+    .elapsed_ms = nnlib_cuda_elapsed_ms,
     .gather_columns = nnlib_cuda_gather_columns,
     .memory_info = nnlib_cuda_memory_info,
     .rng_create = nnlib_cuda_rng_create,

@@ -32,7 +32,6 @@ extern "C" {
 
 /* Device scratch for reductions, in doubles (1 MiB): per-block partial sums
  * of the loss and sum-of-squares reductions (at most
- * NNLIB_CUDA_REDUCTION_BLOCKS, then the final sum at index
  * NNLIB_CUDA_REDUCTION_BLOCKS), or per-chunk partial column sums of db
  * (chunks × n). */
 #define NNLIB_CUDA_REDUCTION_DOUBLES ((size_t)1 << 17)
@@ -55,7 +54,6 @@ typedef struct nnlib_cuda_backend {
   cublasHandle_t cublas;     /* bound to compute, with cublas_workspace */
   void *cublas_workspace;    /* NNLIB_CUDA_CUBLAS_WORKSPACE_BYTES, device */
   double *reduction_scratch; /* NNLIB_CUDA_REDUCTION_DOUBLES, device */
-  double *reduction_result;  /* 1 double, pinned host: the final sum */
 
   /* gather_columns: slot s holds indices [s * capacity, (s+1) * capacity)
    * of both buffers; its event is recorded after its host-to-device copy,
@@ -167,6 +165,10 @@ nn_status nnlib_cuda_copy_wait(nnlib_backend *backend, nn_context *ctx,
                                nnlib_event event);
 nn_status nnlib_cuda_event_wait_host(nnlib_backend *backend, nn_context *ctx,
                                      nnlib_event event);
+nn_status nnlib_cuda_timer_create(nnlib_backend *backend, nn_context *ctx,
+                                  nnlib_event *out);
+nn_status nnlib_cuda_elapsed_ms(nnlib_backend *backend, nn_context *ctx,
+                                nnlib_event start, nnlib_event end, float *ms);
 nn_status nnlib_cuda_memory_info(nnlib_backend *backend, nn_context *ctx,
                                  size_t *free_bytes, size_t *total_bytes);
 

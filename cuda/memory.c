@@ -137,6 +137,34 @@ nn_status nnlib_cuda_event_create(nnlib_backend *backend, nn_context *ctx,
   return status;
 }
 
+/* Step timing: an event with timing on (it costs a little more to record,
+ * so only the step log makes these). */
+nn_status nnlib_cuda_timer_create(nnlib_backend *backend, nn_context *ctx,
+                                  nnlib_event *out) {
+  *out = NULL;
+  cudaEvent_t event = NULL;
+  nn_status status = nnlib_cuda_use_device(nnlib_cuda(backend), ctx);
+  if (status == NN_OK)
+    status = NNLIB_CUDA_CHECK(ctx, cudaEventCreate(&event));
+  if (status == NN_OK)
+    *out = event;
+  return status;
+}
+
+/* Waits for end, then the GPU time between the two (both recorded on the
+ * compute stream). */
+nn_status nnlib_cuda_elapsed_ms(nnlib_backend *backend, nn_context *ctx,
+                                nnlib_event start, nnlib_event end, float *ms) {
+  *ms = 0.0f;
+  nn_status status = nnlib_cuda_use_device(nnlib_cuda(backend), ctx);
+  if (status == NN_OK)
+    status = NNLIB_CUDA_CHECK(ctx, cudaEventSynchronize((cudaEvent_t)end));
+  if (status == NN_OK)
+    status = NNLIB_CUDA_CHECK(
+        ctx, cudaEventElapsedTime(ms, (cudaEvent_t)start, (cudaEvent_t)end));
+  return status;
+}
+
 void nnlib_cuda_event_destroy(nnlib_backend *backend, nnlib_event event) {
   if (!event)
     return;

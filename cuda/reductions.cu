@@ -3,12 +3,12 @@
  * squares, all deterministic: no atomics, every partial sum formed in an
  * order fixed by the shapes alone (the number of blocks and chunks is a
  * function of n and m, never of timing or of the device), accumulated in
- * double as the CPU accumulates. Only the final scalar of a loss or
- * sum-of-squares reduction is copied to the host.
+ * double as the CPU accumulates. The final scalar of a loss or
+ * sum-of-squares reduction stays in device memory, where the caller asked
+ * for it: the training loop reads many steps' costs at once.
  *
  * Scratch (cuda->reduction_scratch, NNLIB_CUDA_REDUCTION_DOUBLES doubles):
- *   loss / squares: [0, blocks) per-block partials, [REDUCTION_BLOCKS] the
- *                   total;
+ *   loss / squares: [0, blocks) per-block partials;
  *   db:             [0, chunks · n) per-chunk partial column sums.
  * Both are used in compute-stream order, so they never overlap in time.
  */
@@ -222,22 +222,19 @@ static unsigned blocks_for_sum(size_t count) {
   return blocks == 0 ? 1 : (unsigned)blocks;
 }
 
-/* Stage 2, then the one double to the pinned result and the wait for it. */
+/* Stage 2 into *sum (device memory); nothing waits for it. */
 static nn_status finish_sum(nnlib_cuda_backend *cuda, nn_context *ctx,
                             unsigned blocks, double *sum) {
-  double *result = cuda->reduction_scratch + NNLIB_CUDA_REDUCTION_BLOCKS;
   sum_partials_kernel<<<1, NNLIB_CUDA_THREADS, 0, cuda->compute>>>(
-      cuda->reduction_scratch, blocks, result);
-  nn_status status = NNLIB_CUDA_CHECK_LAUNCH(ctx, sum_partials_kernel);
-  if (status == NN_OK)
-    status = NNLIB_CUDA_CHECK(
-        ctx, cudaMemcpyAsync(cuda->reduction_result, result, sizeof(double),
-                             cudaMemcpyDeviceToHost, cuda->compute));
-  if (status == NN_OK)
-    status = NNLIB_CUDA_CHECK(ctx, cudaStreamSynchronize(cuda->compute));
-  if (status == NN_OK)
-    *sum = *cuda->reduction_result;
-  return status;
+      cuda->reduction_scratch, blocks, sum);
+  return NNLIB_CUDA_CHECK_LAUNCH(ctx, sum_partials_kernel);
+}
+
+/* *sum = 0 for an empty reduction, in stream order. */
+static nn_status zero_sum(nnlib_cuda_backend *cuda, nn_context *ctx,
+                          double *sum) {
+  return NNLIB_CUDA_CHECK(ctx,
+                          cudaMemsetAsync(sum, 0, sizeof *sum, cuda->compute));
 }
 
 static nn_status elementwise_sum(nnlib_cuda_backend *cuda, nn_context *ctx,
@@ -270,10 +267,9 @@ extern "C" nn_status nnlib_cuda_loss_sum(nnlib_backend *backend,
                                          double *sum) {
   nnlib_cuda_backend *cuda = nnlib_cuda(backend);
   const size_t n = output->units;
-  *sum = 0.0;
   nn_status status = nnlib_cuda_use_device(cuda, ctx);
-  if (status != NN_OK || m == 0)
-    return status;
+  if (status != NN_OK || m == 0 || n == 0)
+    return status == NN_OK ? zero_sum(cuda, ctx, sum) : status;
   switch (loss) {
   case NN_LOSS_BINARY_CROSS_ENTROPY:
     return elementwise_sum(cuda, ctx, TERM_BINARY_CROSS_ENTROPY,
@@ -291,9 +287,8 @@ extern "C" nn_status nnlib_cuda_sum_squares(nnlib_backend *backend,
                                             nn_context *ctx, const float *x,
                                             size_t count, double *sum) {
   nnlib_cuda_backend *cuda = nnlib_cuda(backend);
-  *sum = 0.0;
   nn_status status = nnlib_cuda_use_device(cuda, ctx);
   if (status != NN_OK || count == 0)
-    return status;
+    return status == NN_OK ? zero_sum(cuda, ctx, sum) : status;
   return elementwise_sum(cuda, ctx, TERM_SQUARE, x, NULL, count, sum);
 }

@@ -89,6 +89,13 @@ typedef struct nnlib_backend_ops {
                          nnlib_event event);
   nn_status (*event_wait_host)(nnlib_backend *backend, nn_context *ctx,
                                nnlib_event event);
+  /* Step timing: an event that keeps the time it happened at (record it
+   * with compute_record), and the milliseconds from start to end once both
+   * have happened (waits for end). The CPU keeps the host clock. */
+  nn_status (*timer_create)(nnlib_backend *backend, nn_context *ctx,
+                            nnlib_event *out);
+  nn_status (*elapsed_ms)(nnlib_backend *backend, nn_context *ctx,
+                          nnlib_event start, nnlib_event end, float *ms);
   /* dst (rows × count) = the given columns of src (rows × m), both backend
    * memory; columns is host memory. */
   nn_status (*gather_columns)(nnlib_backend *backend, nn_context *ctx,
@@ -127,8 +134,9 @@ typedef struct nnlib_backend_ops {
                                size_t m);
 
   /* Σ over all n × m entries of the per-example loss L(ŷ, y), from Z[L] and
-   * A[L] (stable forms: softplus for BCE, log-sum-exp for CE). Returned to
-   * the host in *sum. */
+   * A[L] (stable forms: softplus for BCE, log-sum-exp for CE), written to
+   * *sum in backend memory: nothing waits for it (the scheduler reads the
+   * costs of many steps at once). */
   nn_status (*loss_sum)(nnlib_backend *backend, nn_context *ctx, nn_loss loss,
                         const nnlib_layer *output, const float *y, size_t m,
                         double *sum);
@@ -155,7 +163,7 @@ typedef struct nnlib_backend_ops {
                               const float *dz, size_t m, float l2_lambda,
                               float *da_prev);
 
-  /* Σ x² over count floats, returned to the host. */
+  /* Σ x² over count floats, written to *sum in backend memory. */
   nn_status (*sum_squares)(nnlib_backend *backend, nn_context *ctx,
                            const float *x, size_t count, double *sum);
 
@@ -179,6 +187,20 @@ struct nnlib_backend {
 static inline size_t nnlib_dropout_draw_count(size_t count) {
   return (count + NNLIB_DROPOUT_PADDING - 1) &
          ~(size_t)(NNLIB_DROPOUT_PADDING - 1);
+}
+
+/* count doubles of zero-filled backend memory, from alloc (which gives
+ * floats: every backend aligns its allocations to at least 16 bytes);
+ * release it with ops->release((float *)memory) and copy it with
+ * upload/download of 2 · count floats. */
+static inline nn_status nnlib_backend_alloc_doubles(nnlib_backend *backend,
+                                                    nn_context *ctx,
+                                                    size_t count,
+                                                    double **out) {
+  float *memory = NULL;
+  nn_status status = backend->ops->alloc(backend, ctx, 2 * count, &memory);
+  *out = (double *)(void *)memory;
+  return status;
 }
 
 /* The backend a model's arenas live on, and its operations. */

@@ -120,7 +120,8 @@ char *nnlib_training_json(const nn_train_options *options) {
       add_integer(object, "early_stopping_patience",
                   options->early_stopping_patience) &&
       add_integer(object, "iteration_report_every",
-                  options->iteration_report_every);
+                  options->iteration_report_every) &&
+      add_integer(object, "max_iterations", options->max_iterations);
   return print_and_delete(object, ok);
 }
 
@@ -382,6 +383,10 @@ static nn_status parse_training_fields(const field_reader *reader,
   if (status == NN_OK)
     status = read_size(reader, object, "iteration_report_every",
                        &out->iteration_report_every);
+  /* Not in checkpoints written before max_iterations existed: no limit. */
+  if (status == NN_OK &&
+      cJSON_GetObjectItemCaseSensitive(object, "max_iterations"))
+    status = read_size(reader, object, "max_iterations", &out->max_iterations);
   return status;
 }
 

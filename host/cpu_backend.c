@@ -15,6 +15,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 static const char *curand_status_text(curandStatus_t status) {
   switch (status) {
@@ -381,11 +382,6 @@ static nn_status cpu_event_create(nnlib_backend *backend, nn_context *ctx,
   return NN_OK;
 }
 
-static void cpu_event_destroy(nnlib_backend *backend, nnlib_event event) {
-  (void)backend;
-  (void)event;
-}
-
 static nn_status cpu_upload_async(nnlib_backend *backend, nn_context *ctx,
                                   float *dst, const float *host_src,
                                   size_t count, nnlib_event copied) {
@@ -393,7 +389,45 @@ static nn_status cpu_upload_async(nnlib_backend *backend, nn_context *ctx,
   return cpu_copy(backend, ctx, dst, host_src, count);
 }
 
-/* compute_wait, compute_record, copy_wait and event_wait_host alike. */
+/* A timer event is a host double: the clock when it was recorded. The
+ * feeder's events are NULL and record nothing. */
+static nn_status cpu_timer_create(nnlib_backend *backend, nn_context *ctx,
+                                  nnlib_event *out) {
+  (void)backend;
+  double *when = NULL;
+  nn_status status = nnlib_host_alloc(ctx, 1, sizeof *when, (void **)&when);
+  *out = when;
+  return status;
+}
+
+static void cpu_event_destroy(nnlib_backend *backend, nnlib_event event) {
+  (void)backend;
+  free(event);
+}
+
+/* Every operation before it has finished (the CPU runs them to completion),
+ * so now is when the event happens. */
+static nn_status cpu_compute_record(nnlib_backend *backend, nn_context *ctx,
+                                    nnlib_event event) {
+  (void)backend;
+  (void)ctx;
+  if (event) {
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    *(double *)event = (double)now.tv_sec + 1e-9 * (double)now.tv_nsec;
+  }
+  return NN_OK;
+}
+
+static nn_status cpu_elapsed_ms(nnlib_backend *backend, nn_context *ctx,
+                                nnlib_event start, nnlib_event end, float *ms) {
+  (void)backend;
+  (void)ctx;
+  *ms = (float)(1e3 * (*(const double *)end - *(const double *)start));
+  return NN_OK;
+}
+
+/* compute_wait, copy_wait and event_wait_host alike. */
 static nn_status cpu_event_nothing(nnlib_backend *backend, nn_context *ctx,
                                    nnlib_event event) {
   (void)backend;
@@ -435,9 +469,11 @@ static const nnlib_backend_ops cpu_ops = {
     .event_destroy = cpu_event_destroy,
     .upload_async = cpu_upload_async,
     .compute_wait = cpu_event_nothing,
-    .compute_record = cpu_event_nothing,
+    .compute_record = cpu_compute_record,
     .copy_wait = cpu_event_nothing,
     .event_wait_host = cpu_event_nothing,
+    .timer_create = cpu_timer_create,
+    .elapsed_ms = cpu_elapsed_ms,
     .gather_columns = cpu_gather_columns,
     .memory_info = cpu_memory_info,
     .rng_create = cpu_rng_create,

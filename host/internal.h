@@ -137,6 +137,10 @@ struct nn_model {
 
   nnlib_rng dropout_rng;
 
+  /* Backend memory for one cost record (nnlib_cost_record): 1 + L doubles.
+   * For the costs asked for one at a time (nn_model_cost, evaluation). */
+  double *cost_scratch;
+
   /* What the last calls left behind, to reject calls out of order. */
   const float *forward_input; /* A[0] of the last forward pass */
 
@@ -158,8 +162,24 @@ nn_status nnlib_model_reserve(nn_model *model, size_t examples);
  * last forward pass (kept in model->forward_input). */
 nn_status nnlib_forward(nn_model *model, const float *input, size_t m,
                         bool training);
+/* The cost of a batch is computed in two halves so that the training loop
+ * need not wait for the device after every step:
+ *   nnlib_cost_record issues, into backend memory, the record
+ *     record[0] = Σ L(ŷ, y) over the batch, and with λ > 0
+ *     record[1 + l] = Σ W[l+1]² for every layer;
+ *   nnlib_cost_of_record combines a record read back to the host:
+ *     J = record[0] / m + (λ/2m) Σ_l record[1 + l].
+ * nnlib_cost does both and waits. */
+#define NNLIB_COST_RECORD_DOUBLES(model) (1 + (model)->layer_count)
+nn_status nnlib_cost_record(nn_model *model, const float *targets, size_t m,
+                            float l2_lambda, double *record);
+double nnlib_cost_of_record(const nn_model *model, const double *record,
+                            size_t m, float l2_lambda);
 nn_status nnlib_cost(nn_model *model, const float *targets, size_t m,
                      float l2_lambda, double *cost);
+/* Σ L(ŷ, y) over the last forward pass's m columns, read back. */
+nn_status nnlib_loss_sum(nn_model *model, const float *targets, size_t m,
+                         double *sum);
 nn_status nnlib_backward(nn_model *model, const float *targets, size_t m,
                          float l2_lambda);
 nn_status nnlib_update(nn_model *model, const nn_optimizer_settings *settings,

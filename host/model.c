@@ -135,6 +135,9 @@ static nn_status allocate_parameter_arenas(nn_model *model) {
     status = ops->alloc(backend, ctx, count, &model->second_moment);
   if (status == NN_OK)
     status = ops->rng_create(backend, ctx, 0, &model->dropout_rng);
+  if (status == NN_OK)
+    status = nnlib_backend_alloc_doubles(
+        backend, ctx, NNLIB_COST_RECORD_DOUBLES(model), &model->cost_scratch);
   return status;
 }
 
@@ -182,6 +185,7 @@ void nn_model_destroy(nn_model *model) {
   ops->release(backend, model->second_moment);
   ops->release(backend, model->activation_arena);
   ops->rng_destroy(backend, model->dropout_rng);
+  ops->release(backend, (float *)(void *)model->cost_scratch);
   free(model->resume_best_parameters);
   free(model->layers);
   free(model);

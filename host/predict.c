@@ -130,9 +130,7 @@ static nn_status evaluate_chunk(nn_model *model, const nn_dataset *data,
     status = NNLIB_OPS(model)->upload(NNLIB_BACKEND(model), model->ctx,
                                       model->targets, y, ny * count);
   if (status == NN_OK)
-    status = NNLIB_OPS(model)->loss_sum(NNLIB_BACKEND(model), model->ctx,
-                                        model->loss, output_layer(model),
-                                        model->targets, count, &loss);
+    status = nnlib_loss_sum(model, model->targets, count, &loss);
   if (status == NN_OK) {
     sums->loss += loss;
     accumulate_metrics(model, yhat, y, count, sums);

@@ -7,6 +7,7 @@
 #include "backend.h"
 
 #include <math.h>
+#include <stdlib.h>
 
 static const nnlib_layer *output_layer(const nn_model *model) {
   return &model->layers[model->layer_count - 1];
@@ -36,34 +37,66 @@ nn_status nnlib_forward(nn_model *model, const float *input, size_t m,
   return status;
 }
 
-/* (λ/2m) Σ_l ||W[l]||². */
-static nn_status l2_penalty(nn_model *model, size_t m, float l2_lambda,
-                            double *penalty) {
-  double total = 0.0;
-  for (size_t l = 0; l < model->layer_count; l++) {
+nn_status nnlib_cost_record(nn_model *model, const float *targets, size_t m,
+                            float l2_lambda, double *record) {
+  nnlib_backend *backend = NNLIB_BACKEND(model);
+  nn_status status =
+      backend->ops->loss_sum(backend, model->ctx, model->loss,
+                             output_layer(model), targets, m, &record[0]);
+  for (size_t l = 0;
+       status == NN_OK && l2_lambda > 0.0f && l < model->layer_count; l++) {
     const nnlib_layer *layer = &model->layers[l];
-    double squares = 0.0;
-    nn_status status = NNLIB_OPS(model)->sum_squares(
-        NNLIB_BACKEND(model), model->ctx, layer->weights,
-        layer->units * layer->inputs, &squares);
-    if (status != NN_OK)
-      return status;
-    total += squares;
+    status =
+        backend->ops->sum_squares(backend, model->ctx, layer->weights,
+                                  layer->units * layer->inputs, &record[1 + l]);
   }
-  *penalty = (double)l2_lambda / (2.0 * (double)m) * total;
-  return NN_OK;
+  return status;
+}
+
+double nnlib_cost_of_record(const nn_model *model, const double *record,
+                            size_t m, float l2_lambda) {
+  double squares = 0.0;
+  for (size_t l = 0; l2_lambda > 0.0f && l < model->layer_count; l++)
+    squares += record[1 + l];
+  const double penalty = (double)l2_lambda / (2.0 * (double)m) * squares;
+  return record[0] / (double)m + penalty;
+}
+
+/* The record in model->cost_scratch, read back. */
+static nn_status read_cost_scratch(nn_model *model, double *host_record) {
+  return NNLIB_OPS(model)->download(
+      NNLIB_BACKEND(model), model->ctx, (float *)(void *)host_record,
+      (const float *)(const void *)model->cost_scratch,
+      2 * NNLIB_COST_RECORD_DOUBLES(model));
 }
 
 nn_status nnlib_cost(nn_model *model, const float *targets, size_t m,
                      float l2_lambda, double *cost) {
-  double loss_sum = 0.0, penalty = 0.0;
+  double *record = NULL;
   nn_status status =
-      NNLIB_OPS(model)->loss_sum(NNLIB_BACKEND(model), model->ctx, model->loss,
-                                 output_layer(model), targets, m, &loss_sum);
-  if (status == NN_OK && l2_lambda > 0.0f)
-    status = l2_penalty(model, m, l2_lambda, &penalty);
+      nnlib_host_alloc(model->ctx, NNLIB_COST_RECORD_DOUBLES(model),
+                       sizeof *record, (void **)&record);
   if (status == NN_OK)
-    *cost = loss_sum / (double)m + penalty;
+    status =
+        nnlib_cost_record(model, targets, m, l2_lambda, model->cost_scratch);
+  if (status == NN_OK)
+    status = read_cost_scratch(model, record);
+  if (status == NN_OK)
+    *cost = nnlib_cost_of_record(model, record, m, l2_lambda);
+  free(record);
+  return status;
+}
+
+nn_status nnlib_loss_sum(nn_model *model, const float *targets, size_t m,
+                         double *sum) {
+  nnlib_backend *backend = NNLIB_BACKEND(model);
+  nn_status status = backend->ops->loss_sum(backend, model->ctx, model->loss,
+                                            output_layer(model), targets, m,
+                                            model->cost_scratch);
+  if (status == NN_OK)
+    status = backend->ops->download(
+        backend, model->ctx, (float *)(void *)sum,
+        (const float *)(const void *)model->cost_scratch, 2);
   return status;
 }
 

@@ -6,10 +6,16 @@
  */
 #include "backend.h"
 #include "feeder.h"
+#include "step_log.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* Steps whose costs may wait on the device before they are read: the most
+ * a diverging run goes on before it is noticed, in return for one wait per
+ * this many steps instead of one per step. */
+#define STEP_LOG_CAPACITY 256
 
 /* Domain separation for the seeds derived from options->seed. */
 #define SEED_SPLIT 0x5350u
@@ -41,7 +47,10 @@ typedef struct training_run {
   nnlib_feeder *feeder;      /* brings each batch to the backend */
   float *initial_parameters; /* restored if training fails */
   float *best_parameters;    /* for early stopping */
+  nnlib_step_log *step_log;  /* costs (and times) not read yet */
   nn_train_state position;   /* where the run is; resumable */
+  float learning_rate;       /* this epoch's */
+  bool reached_max_iterations;
   nn_train_summary summary;
 } training_run;
 
@@ -140,6 +149,25 @@ static nn_status start_best_parameters(training_run *run) {
   return snapshot_parameters(model, &run->best_parameters);
 }
 
+/* Read at report points and epoch ends anyway, so never larger than
+ * either interval needs. */
+static nn_status create_step_log(training_run *run) {
+  const nn_train_options *options = run->options;
+  const size_t m = run->train->example_count;
+  size_t capacity = (m + run->batch_size - 1) / run->batch_size;
+  if (options->iteration_report_every > 0 &&
+      options->iteration_report_every < capacity)
+    capacity = options->iteration_report_every;
+  if (capacity > STEP_LOG_CAPACITY)
+    capacity = STEP_LOG_CAPACITY;
+  bool timing = options->step_times_ms && options->step_times_capacity > 0;
+  nn_status status = nnlib_step_log_create(
+      run->model, capacity, options->l2_lambda, timing, &run->step_log);
+  if (status == NN_OK)
+    status = nnlib_step_log_start(run->step_log);
+  return status;
+}
+
 static nn_status prepare_run(training_run *run, const nn_dataset *data) {
   nn_model *model = run->model;
   nn_context *ctx = model->ctx;
@@ -159,6 +187,8 @@ static nn_status prepare_run(training_run *run, const nn_dataset *data) {
     status = snapshot_parameters(model, &run->initial_parameters);
   if (status == NN_OK && run->options->early_stopping_patience > 0)
     status = start_best_parameters(run);
+  if (status == NN_OK)
+    status = create_step_log(run);
   return status;
 }
 
@@ -166,6 +196,7 @@ static void finish_run(training_run *run) {
   nn_dataset_destroy(run->owned_train);
   nn_dataset_destroy(run->validation);
   nnlib_feeder_destroy(run->feeder);
+  nnlib_step_log_destroy(run->step_log);
   free(run->order);
   free(run->initial_parameters);
   free(run->best_parameters);
@@ -177,10 +208,9 @@ static int report(const training_run *run, const nn_progress *progress) {
          options->callback(progress, options->callback_user_data) != 0;
 }
 
-/* Forward, cost (before the update, as the notes log it), backward, update.
- */
-static nn_status train_batch(training_run *run, size_t epoch,
-                             float learning_rate, size_t *count, double *cost) {
+/* Issues forward, cost (before the update, as the notes log it), backward
+ * and update for the next batch; the cost stays in the step log. */
+static nn_status train_batch(training_run *run, size_t *count) {
   nn_model *model = run->model;
   const nn_train_options *options = run->options;
   const float *input = NULL, *targets = NULL;
@@ -188,20 +218,53 @@ static nn_status train_batch(training_run *run, size_t epoch,
   if (status == NN_OK)
     status = nnlib_forward(model, input, *count, true);
   if (status == NN_OK)
-    status = nnlib_cost(model, targets, *count, options->l2_lambda, cost);
-  if (status == NN_OK && !isfinite(*cost))
-    return NNLIB_FAIL_CALL(model->ctx, NN_ERROR_NUMERIC, "nn_model_train",
-                           "the cost became %g at epoch %zu, iteration %zu "
-                           "(learning rate %g too high?)",
-                           *cost, epoch, run->position.iteration,
-                           (double)learning_rate);
+    status = nnlib_cost_record(model, targets, *count, options->l2_lambda,
+                               nnlib_step_log_next_record(run->step_log));
   if (status == NN_OK)
     status = nnlib_backward(model, targets, *count, options->l2_lambda);
   if (status == NN_OK)
-    status = nnlib_update(model, &options->optimizer, learning_rate);
+    status = nnlib_update(model, &options->optimizer, run->learning_rate);
   if (status == NN_OK)
     status = nnlib_feeder_release(run->feeder);
   return status;
+}
+
+static nn_status diverged(const training_run *run,
+                          const nnlib_step_entry *step) {
+  return NNLIB_FAIL_CALL(run->model->ctx, NN_ERROR_NUMERIC, "nn_model_train",
+                         "the cost became %g at epoch %zu, iteration %zu "
+                         "(learning rate %g too high?)",
+                         step->cost, step->epoch, step->iteration,
+                         (double)step->learning_rate);
+}
+
+/* Reads the steps not read yet: adds their costs to the epoch's sum (in
+ * step order, as one at a time would), stops at a non-finite one, keeps
+ * their times. *last_cost is the last step's cost (unchanged if none). */
+static nn_status read_steps(training_run *run, double *last_cost) {
+  const nnlib_step_entry *steps = NULL;
+  size_t count = 0;
+  nn_status status = nnlib_step_log_read(run->step_log, &steps, &count);
+  const nn_train_options *options = run->options;
+  for (size_t i = 0; status == NN_OK && i < count; i++) {
+    if (!isfinite(steps[i].cost))
+      return diverged(run, &steps[i]);
+    run->position.epoch_cost_sum += steps[i].cost * (double)steps[i].examples;
+    if (options->step_times_ms &&
+        run->summary.steps_timed < options->step_times_capacity)
+      options->step_times_ms[run->summary.steps_timed++] = steps[i].time_ms;
+    *last_cost = steps[i].cost;
+  }
+  return status;
+}
+
+static bool stop_requested(const training_run *run) {
+  return run->options->stop_request && *run->options->stop_request != 0;
+}
+
+static bool at_max_iterations(const training_run *run) {
+  const size_t limit = run->options->max_iterations;
+  return limit > 0 && run->position.iteration >= limit;
 }
 
 /* Dropout masks come from a stream seeded per epoch (reseeding cuRAND's
@@ -234,11 +297,42 @@ static nn_status seed_dropout(training_run *run) {
   return status;
 }
 
+/* One step: issued, logged, and — when a report is due or the log is full
+ * — read back; reports to the callback when due. */
+static nn_status train_step(training_run *run) {
+  nn_train_state *position = &run->position;
+  size_t count = 0;
+  nn_status status = train_batch(run, &count);
+  const nnlib_step_entry entry = {position->epoch,
+                                  position->iteration + 1,
+                                  count,
+                                  run->learning_rate,
+                                  NAN,
+                                  NAN};
+  if (status == NN_OK)
+    status = nnlib_step_log_commit(run->step_log, &entry);
+  if (status != NN_OK)
+    return status;
+  position->batch++;
+  position->iteration++;
+  const size_t every = run->options->iteration_report_every;
+  const bool report_due = every > 0 && position->iteration % every == 0;
+  double cost = NAN;
+  if (report_due || nnlib_step_log_full(run->step_log))
+    status = read_steps(run, &cost);
+  nn_progress progress = {
+      position->epoch,   position->iteration, 0, cost, NAN, NAN,
+      run->learning_rate};
+  if (status == NN_OK && report_due && report(run, &progress))
+    status = NN_ERROR_STOPPED;
+  return status;
+}
+
 /* One pass over the training set, from batch position.batch on (non-zero
  * when resuming); *mean_cost is the example-weighted mean of the batch
- * costs. */
-static nn_status train_epoch(training_run *run, float learning_rate,
-                             double *mean_cost) {
+ * costs (of those done, when max_iterations ends the run within the
+ * epoch). A stop request ends it at a batch boundary. */
+static nn_status train_epoch(training_run *run, double *mean_cost) {
   const nn_train_options *options = run->options;
   nn_train_state *position = &run->position;
   const size_t m = run->train->example_count, epoch = position->epoch;
@@ -249,26 +343,24 @@ static nn_status train_epoch(training_run *run, float learning_rate,
   nn_status status = seed_dropout(run);
   if (status == NN_OK)
     status = nnlib_feeder_begin_epoch(run->feeder, run->order, position->batch);
-  if (status != NN_OK)
-    return status;
   const size_t batches = (m + run->batch_size - 1) / run->batch_size;
-  while (position->batch < batches) {
-    size_t count = 0;
-    double cost = 0.0;
-    status = train_batch(run, epoch, learning_rate, &count, &cost);
-    if (status != NN_OK)
-      return status;
-    position->epoch_cost_sum += cost * (double)count;
-    position->batch++;
-    position->iteration++;
-    size_t every = options->iteration_report_every;
-    nn_progress progress = {epoch, position->iteration, 0, cost, NAN,
-                            NAN,   learning_rate};
-    if (every > 0 && position->iteration % every == 0 && report(run, &progress))
-      return NN_ERROR_STOPPED;
+  while (status == NN_OK && position->batch < batches) {
+    if (stop_requested(run))
+      status = NN_ERROR_STOPPED;
+    else if (at_max_iterations(run))
+      break;
+    else
+      status = train_step(run);
   }
-  *mean_cost = position->epoch_cost_sum / (double)m;
-  return NN_OK;
+  double last_cost = NAN;
+  /* Also when stopped: the state handed back must hold every cost. */
+  nn_status read = read_steps(run, &last_cost);
+  if (status == NN_OK || (status == NN_ERROR_STOPPED && read != NN_OK))
+    status = read;
+  size_t done = position->batch * run->batch_size;
+  *mean_cost = position->epoch_cost_sum / (double)(done < m ? done : m);
+  run->reached_max_iterations = position->batch < batches;
+  return status;
 }
 
 /* Validation cost and metric; tracks the best epoch for early stopping.
@@ -304,10 +396,18 @@ static nn_status run_epochs(training_run *run) {
   nn_train_state *position = &run->position;
   while (position->epoch < options->epochs) {
     const size_t epoch = position->epoch;
-    float learning_rate =
+    if (at_max_iterations(run)) {
+      run->reached_max_iterations = true;
+      break;
+    }
+    run->learning_rate =
         options->learning_rate / (1.0f + options->decay_rate * (float)epoch);
-    nn_progress progress = {epoch, 0, 1, 0.0, NAN, NAN, learning_rate};
-    nn_status status = train_epoch(run, learning_rate, &progress.cost);
+    nn_progress progress = {epoch, 0, 1, 0.0, NAN, NAN, run->learning_rate};
+    nn_status status = train_epoch(run, &progress.cost);
+    if (status == NN_OK && run->reached_max_iterations) {
+      run->summary.final_cost = progress.cost;
+      break;
+    }
     bool stop = false;
     if (status == NN_OK && run->validation)
       status = validate(run, epoch, &progress, &stop);

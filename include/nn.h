@@ -28,6 +28,7 @@
 #ifndef NN_H
 #define NN_H
 
+#include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -409,7 +410,11 @@ typedef struct nn_train_options {
                                      before stopping (best parameters are
                                      restored); 0 = off; needs a split */
   size_t iteration_report_every;  /* call back every N iterations; 0 = only
-                                     at epoch ends */
+                                     at epoch ends. A batch's cost stays on
+                                     the GPU until it is needed, so a report
+                                     waits for the device: every iteration
+                                     costs one wait per step, which small
+                                     models feel. */
   nn_progress_callback callback;  /* may be NULL */
   void *callback_user_data;
   nn_data_placement data_placement; /* default NN_DATA_AUTO; the results
@@ -417,6 +422,24 @@ typedef struct nn_train_options {
   const nn_train_state *resume;     /* NULL: start afresh; else continue from
                                        this state (from a summary or a
                                        checkpoint) */
+  size_t max_iterations; /* 0 = no limit; else training ends (NN_OK, with a
+                            resumable state) once this many updates are done
+                            in all, counting any before a resume */
+  const volatile sig_atomic_t *stop_request; /* NULL, or a flag (set by a
+                            signal handler, say) read before every batch:
+                            when non-zero, training stops at that batch
+                            boundary as if the callback had asked
+                            (NN_ERROR_STOPPED, resumable), without waiting
+                            for the device */
+  float *step_times_ms;       /* NULL, or room for step_times_capacity
+                                 floats: the time of each update of this
+                                 call, in order — on the GPU between CUDA
+                                 events recorded after consecutive updates
+                                 on the compute stream (the first from the
+                                 start of the run), on the CPU by the host
+                                 clock. Written by the time nn_model_train
+                                 returns. */
+  size_t step_times_capacity; /* steps beyond it are not timed */
 } nn_train_options;
 
 /* Fills the defaults: gd, α 0.0075, β1 0.9, β2 0.999, ε 1e-8, full batch,
@@ -427,11 +450,14 @@ NN_API void nn_train_options_default(nn_train_options *options);
 typedef struct nn_train_summary {
   size_t epochs_run;     /* epochs completed, counting any before a resume */
   size_t iterations_run; /* updates, counting any before a resume */
-  double final_cost;     /* cost of the last epoch (mean over batches) */
+  double final_cost;     /* cost of the last epoch (mean over its batches;
+                            over those done, when max_iterations ended
+                            training within an epoch) */
   double best_validation_cost; /* NAN without a validation split */
   size_t best_epoch;           /* epoch whose parameters were kept */
   int stopped_early;           /* early stopping triggered */
   int data_resident;           /* 1 if the data was resident, 0 streamed */
+  size_t steps_timed;          /* entries written to options.step_times_ms */
   nn_train_state state;        /* where training ended: after a stop by the
                                   callback, pass it as options.resume to go
                                   on from the next batch */

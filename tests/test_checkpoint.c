@@ -122,6 +122,7 @@ static void assert_same_options(const nn_train_options *a,
                      "validation_fraction");
   cr_assert_eq(a->early_stopping_patience, b->early_stopping_patience);
   cr_assert_eq(a->iteration_report_every, b->iteration_report_every);
+  cr_assert_eq(a->max_iterations, b->max_iterations);
 }
 
 static void assert_same_state(const nn_train_state *a,
@@ -156,6 +157,7 @@ static void unusual_settings(nn_train_options *options, nn_train_state *state) {
   options->validation_fraction = 0.1 + 0.2;
   options->early_stopping_patience = 4;
   options->iteration_report_every = 9;
+  options->max_iterations = 1234;
   options->callback = stop_never;
   *state = (nn_train_state){3, 2, 41, 1.0 / 7.0, NAN, 1};
 }

@@ -492,9 +492,8 @@ typedef struct progress_state {
   size_t epochs;
   double started, epoch_started;
   size_t first_iteration; /* of this process (resume starts later) */
-  bool iteration_cap_reached;
-  size_t interrupt_at; /* tests: raise SIGINT after this iteration */
-  double last_draw;    /* the bar is redrawn at most 10 times a second */
+  size_t interrupt_at;    /* tests: raise SIGINT after this iteration */
+  double last_draw;       /* the bar is redrawn at most 10 times a second */
 } progress_state;
 
 static double test_metric(progress_state *state) {
@@ -608,13 +607,34 @@ static int on_progress(const nn_progress *progress, void *user_data) {
   }
   if (!progress->epoch_end && progress->iteration == state->interrupt_at)
     raise(SIGINT);
-  size_t cap = state->config->iterations;
-  if (cap > 0 && progress->iteration >= cap && !progress->epoch_end &&
-      !full_batch) {
-    state->iteration_cap_reached = true;
-    return 1;
+  return 0;
+}
+
+static size_t greatest_common_divisor(size_t a, size_t b) {
+  while (b != 0) {
+    size_t rest = a % b;
+    a = b;
+    b = rest;
   }
-  return interrupted ? 1 : 0;
+  return a;
+}
+
+/* How often the library calls back within an epoch. Each such report waits
+ * for the GPU, so only as often as something is shown: the --print-every
+ * lines and about 50 bar updates an epoch (a multiple of neither misses
+ * none of them), every iteration for the interrupt test hook. */
+static size_t report_interval(const progress_state *state) {
+  if (state->batches_per_epoch == 1)
+    return 0; /* full batch: every epoch end is an iteration */
+  if (state->interrupt_at > 0)
+    return 1;
+  size_t every = state->config->print_every;
+  if (state->terminal) {
+    size_t bar_every = state->batches_per_epoch / 50;
+    bar_every = bar_every > 0 ? bar_every : 1;
+    every = every > 0 ? greatest_common_divisor(every, bar_every) : bar_every;
+  }
+  return every;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -826,7 +846,10 @@ static int train(train_config *config, run_objects *run) {
   progress.epochs = config->options.epochs;
   config->options.callback = on_progress;
   config->options.callback_user_data = &progress;
-  config->options.iteration_report_every = 1;
+  config->options.iteration_report_every = report_interval(&progress);
+  config->options.stop_request = &interrupted;
+  if (config->iterations > 0)
+    config->options.max_iterations = config->iterations;
   config->options.resume = run->resuming ? &run->resume : NULL;
   describe(config, run);
   catch_interrupt();
@@ -837,8 +860,7 @@ static int train(train_config *config, run_objects *run) {
   config->options.resume = NULL;
   if (status == NN_ERROR_STOPPED && interrupted)
     return save_interrupted(config, run, &summary);
-  if (status != NN_OK &&
-      !(status == NN_ERROR_STOPPED && progress.iteration_cap_reached))
+  if (status != NN_OK)
     return cli_fail(program, run->ctx, status);
   return finish(config, run, &summary, seconds);
 }
