@@ -1,0 +1,202 @@
+#!/usr/bin/env bash
+# bench/pytorch_mlp.py and bench/compare as a user runs them: bad flags exit
+# 2 naming the flag; without torch pytorch_mlp exits 2 saying so and compare
+# shows its runs as failed without stopping. Where python3 has torch: a
+# short CPU run of pytorch_mlp and a tiny CPU comparison, whose JSON figures
+# are recomputed here (step times, samples/s, FLOPs, ratios).
+# Usage: pytorch_bench_test.sh NNBENCH_DIR   (python3 from PATH)
+set -uo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+bench=$here/../bench
+nnbench=$(cd "$1" && pwd)/nnbench
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+cd "$work" || exit 1
+export OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-1}
+export TORCHINDUCTOR_CACHE_DIR=$work/inductor PYTHONWARNINGS=ignore
+# shellcheck source=tests/expect.sh
+source "$here/expect.sh"
+
+pytorch=(python3 "$bench/pytorch_mlp.py")
+compare=(python3 "$bench/compare")
+
+echo "== pytorch_mlp: usage errors"
+expect 0 "usage: pytorch_mlp" -- "${pytorch[@]}" --help
+expect 2 "unrecognized arguments: --bogus" -- "${pytorch[@]}" --bogus
+expect 2 "unrecognized arguments: extra" -- "${pytorch[@]}" extra
+expect 2 "argument --preset: invalid choice: 'huge'" -- "${pytorch[@]}" --preset huge
+expect 2 "argument --layers: expected" -- "${pytorch[@]}" --layers 784
+expect 2 "argument --layers: expected" -- "${pytorch[@]}" --layers 784,,10
+expect 2 "argument --layers: expected" -- "${pytorch[@]}" --layers 784,16,1
+expect 2 "argument --layers: not allowed with argument --preset" -- "${pytorch[@]}" \
+  --preset small --layers 4,3,2
+expect 2 "argument --batch: '0' is not a whole number >= 1" -- "${pytorch[@]}" --batch 0
+expect 2 "argument --batch: '3000000000' is more than" -- "${pytorch[@]}" --batch 3000000000
+expect 2 "argument --steps: '0' is not a whole number >= 1" -- "${pytorch[@]}" --steps 0
+expect 2 "argument --warmup: 'x' is not a whole number" -- "${pytorch[@]}" --warmup x
+expect 2 "argument --seed: '-1' is not a whole number" -- "${pytorch[@]}" --seed=-1
+expect 2 "argument --precision: invalid choice: 'fp8'" -- "${pytorch[@]}" --precision fp8
+expect 2 "argument --data: invalid choice: 'gpu'" -- "${pytorch[@]}" --data gpu
+expect 2 "argument --optimizer: invalid choice: 'sgd'" -- "${pytorch[@]}" --optimizer sgd
+expect 2 "argument --device: 'gpu' is not cpu, cuda or cuda:N" -- "${pytorch[@]}" --device gpu
+expect 2 "argument --mode: invalid choice: 'fast'" -- "${pytorch[@]}" --mode fast
+expect 2 "--mode: graphs needs CUDA" -- "${pytorch[@]}" --device cpu --mode graphs
+expect 2 "--precision: tf32 is a CUDA tensor-core mode" -- "${pytorch[@]}" --device cpu \
+  --precision tf32
+
+echo "== compare: usage errors"
+expect 0 "usage: compare" -- "${compare[@]}" --help
+expect 2 "argument --configs: 'huge': choose from" -- "${compare[@]}" --configs small,huge
+expect 2 "argument --device: invalid choice: 'tpu'" -- "${compare[@]}" --device tpu
+expect 2 "argument --steps: '0' is not a whole number >= 1" -- "${compare[@]}" --steps 0
+expect 2 "--pytorch-mode: graphs needs --device cuda" -- "${compare[@]}" --device cpu \
+  --pytorch-mode graphs
+expect 2 "unrecognized arguments: extra" -- "${compare[@]}" extra
+
+echo "== without torch: pytorch_mlp exits 2, compare marks its runs failed"
+mkdir -p no-torch
+echo 'raise ImportError("No module named torch (hidden by the test)")' >no-torch/torch.py
+expect 2 "pytorch_mlp: torch is not installed" -- env PYTHONPATH="$work/no-torch" \
+  "${pytorch[@]}" --device cpu
+expect 0 "\\| tiny \\| 20-16-3 \\| 8 \\| fp32 \\| resident \\| [0-9,]+ \\| failed: exit 2: pytorch_mlp: torch is not installed" \
+  -- env PYTHONPATH="$work/no-torch" "${compare[@]}" --nnbench "$nnbench" --device cpu \
+  --configs tiny --pytorch-mode none
+expect 1 "failed: cannot run $work/missing" -- env PYTHONPATH="$work/no-torch" \
+  "${compare[@]}" --nnbench "$work/missing" --device cpu --configs tiny --pytorch-mode none
+
+if ! python3 -c 'import torch' 2>/dev/null; then
+  echo "SKIP: torch is not installed (the runs of pytorch_mlp and compare)"
+  finish
+  exit
+fi
+
+echo "== pytorch_mlp: the small preset on the CPU, with a record"
+expect 1 "--json: cannot write missing/out.json" -- "${pytorch[@]}" --device cpu \
+  --layers 20,16,3 --batch 8 --warmup 1 --steps 2 --json missing/out.json
+expect 0 "\\| step time \\| median [0-9.]+ ms" -- "${pytorch[@]}" --device cpu --preset small \
+  --steps 3 --warmup 1 --json out.json
+checks=$((checks + 1))
+ls out.json.tmp.* >/dev/null 2>&1 && fail "a temporary file was left next to out.json"
+checks=$((checks + 1))
+python3 - out.json <<'PY' || fail "the pytorch_mlp record is wrong (above)"
+import json, math, re, sys
+
+record = json.load(open(sys.argv[1]))
+problems = []
+
+def check(condition, what):
+    if not condition:
+        problems.append(what)
+
+widths, batch = [784, 256, 256, 256, 256, 10], 256  # the small preset
+products = sum(widths[l] * widths[l - 1] for l in range(1, len(widths)))
+flops = batch * (6 * products - 2 * widths[1] * widths[0])
+parameters = products + sum(widths[1:])
+activations = (widths[0] + widths[-1] + 2 * sum(widths[1:])) * batch * 4
+
+model, run = record["model"], record["run"]
+check(record["tool"] == "pytorch_mlp" and record["schema_version"] == 1, "header")
+check(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", record["date"]), "date")
+check(isinstance(record["commit"], str) and record["commit"], "commit")
+check(model["layers"] == widths and model["preset"] == "small", "model")
+check(model["parameters"] == parameters, "parameters")
+check(run["backend"] == "cpu" and run["device"] == "cpu", "backend")
+check(run["mode"] == "eager" and run["optimizer"] == "adam", "mode")
+check(run["batch_size"] == batch and run["precision"] == "fp32", "batch")
+check(run["warmup_steps"] == 1 and run["timed_steps"] == 3, "steps")
+check(run["examples"] == run["batches_per_epoch"] * batch == 4 * batch, "examples")
+check("Adam" in run["optimizer_implementation"], "optimizer implementation")
+
+steps = record["step_time_ms"]
+check(steps["count"] == 3, "timed step count")
+check(0 < steps["min"] <= steps["median"] <= steps["max"], "min <= median <= max")
+check(steps["min"] <= steps["mean"] <= steps["max"], "mean")
+check(math.isclose(record["samples_per_second"], batch / (steps["median"] / 1e3),
+                   rel_tol=1e-9), "samples/s = batch / median")
+check(record["flops_per_step"] == flops, f"flops {record['flops_per_step']} != {flops}")
+check(math.isclose(record["achieved_tflops"],
+                   flops / (steps["median"] / 1e3) / 1e12, rel_tol=1e-9),
+      "achieved TFLOP/s")
+check(record["peak_tflops"] is None and record["fraction_of_peak"] is None,
+      "no peak on the CPU")
+check(record["gemm_floor"] is None and record["host_to_device"] is None,
+      "no floor, no upload")
+memory = record["memory"]
+check(memory["parameters_bytes"] == 4 * parameters, "parameter bytes")
+check(memory["minimum_bytes"] == 4 * 4 * parameters + activations, "minimum")
+check(memory["device_used_bytes"] is None, "no device memory on the CPU")
+environment = record["environment"]
+check(environment["gpu"] is None and environment["torch_version"], "environment")
+
+for problem in problems:
+    print("JSON check failed:", problem)
+sys.exit(1 if problems else 0)
+PY
+
+echo "== compare: tiny resident and streamed configurations on the CPU"
+expect 0 "\\| tiny-stream \\| 20-16-3 \\| 8 \\| fp32 \\| stream \\| [0-9,]+ \\| [0-9,]+ \\| [0-9,]+ \\|" \
+  -- "${compare[@]}" --nnbench "$nnbench" --device cpu --configs tiny,tiny-stream \
+  --steps 3 --json compare.json --markdown compare.md
+checks=$((checks + 1))
+grep -q "^| tiny | 20-16-3 | 8 | fp32 | resident |" compare.md ||
+  fail "compare.md lacks the tiny row: $(cat compare.md)"
+checks=$((checks + 1))
+python3 - compare.json <<'PY' || fail "the compare record is wrong (above)"
+import json, math, sys
+
+document = json.load(open(sys.argv[1]))
+problems = []
+
+def check(condition, what):
+    if not condition:
+        problems.append(what)
+
+def speed(entry, run):
+    return entry["runs"][run]["record"]["samples_per_second"]
+
+check(document["tool"] == "compare" and document["device"] == "cpu", "header")
+check(document["pytorch_mode"] == "compile", "compile beside eager on the cpu")
+entries = {entry["name"]: entry for entry in document["configurations"]}
+check(list(entries) == ["tiny", "tiny-stream"], "configurations")
+for name, entry in entries.items():
+    runs = entry["runs"]
+    check(list(runs) == ["nn", "pytorch_eager", "pytorch_compile"], f"{name}: runs")
+    check(all(run["ok"] for run in runs.values()), f"{name}: every run ok")
+    if not all(run["ok"] for run in runs.values()):
+        continue
+    tools = [runs[run]["record"]["tool"] for run in runs]
+    check(tools == ["nnbench", "pytorch_mlp", "pytorch_mlp"], f"{name}: tools")
+    modes = [runs[run]["record"]["run"]["mode"] for run in list(runs)[1:]]
+    check(modes == ["eager", "compile"], f"{name}: modes")
+    for run in runs.values():
+        record = run["record"]
+        check(record["run"]["timed_steps"] == 3 and record["step_time_ms"]["count"] == 3,
+              f"{name}: steps")
+        check(record["model"]["layers"] == [20, 16, 3] and record["run"]["batch_size"] == 8,
+              f"{name}: model")
+        check(record["run"]["data"] == entry["data"], f"{name}: data")
+        check(record["step_time_ms"]["median"] > 0, f"{name}: step time")
+    ratios = entry["ratios"]
+    for mode in ["eager", "compile"]:
+        expected = speed(entry, "nn") / speed(entry, f"pytorch_{mode}")
+        check(math.isclose(ratios[f"nn/{mode}"], expected, rel_tol=1e-12),
+              f"{name}: nn/{mode} {ratios[f'nn/{mode}']} != {expected}")
+
+stream, resident = entries["tiny-stream"], entries["tiny"]
+if all(run["ok"] for entry in entries.values() for run in entry["runs"].values()):
+    expected = speed(stream, "nn") / speed(resident, "nn")
+    check(math.isclose(stream["ratios"]["nn stream/resident"], expected, rel_tol=1e-12),
+          "nn stream/resident")
+    target = stream["targets"][0]
+    check(target["ratio"] == "nn stream/resident" and target["minimum"] == 0.95,
+          "stream target")
+    check(target["measured"] == stream["ratios"]["nn stream/resident"]
+          and target["met"] == (target["measured"] >= 0.95), "stream target judged")
+check(resident["targets"] == [], "no target for tiny")
+
+for problem in problems:
+    print("JSON check failed:", problem)
+sys.exit(1 if problems else 0)
+PY
+
+finish
