@@ -29,7 +29,8 @@ typedef struct bench_config {
   bench_model model;
   const char *preset; /* "small", "medium", "large", or NULL for --layers */
   size_t batch_size;
-  const char *precision;       /* "fp32" (the only one implemented) */
+  const char *precision;       /* "fp32", "tf32" or "bf16" */
+  nn_precision precision_kind; /* the same, for the library */
   nn_data_placement placement; /* RESIDENT or STREAMING */
   nn_optimizer optimizer;
   size_t warmup_steps, timed_steps;
@@ -154,8 +155,11 @@ typedef struct bench_gemm_floor {
 bool bench_gemm_floor_cpu(const bench_model *model, size_t batch, size_t passes,
                           uint64_t seed, bench_gemm_floor *floor, char *error,
                           size_t error_size);
+/* In the library's precision: cublasSgemm (fp32), cublasGemmEx with
+ * CUBLAS_COMPUTE_32F_FAST_TF32 (tf32), or on bf16 copies of the operands
+ * (bf16; fp32 results), as cuda/dense.c runs its products. */
 bool bench_gemm_floor_cuda(const bench_model *model, size_t batch, int device,
-                           size_t passes, uint64_t seed,
+                           nn_precision precision, size_t passes, uint64_t seed,
                            bench_gemm_floor *floor, char *error,
                            size_t error_size);
 

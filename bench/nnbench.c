@@ -84,8 +84,9 @@ static void usage(FILE *out) {
       "run:\n"
       "  --batch N                     batch size [the preset's; 256 with "
       "--layers]\n"
-      "  --precision fp32              fp32 only: tf32 and bf16 are not "
-      "implemented yet\n"
+      "  --precision fp32|tf32|bf16    the matrix products' precision "
+      "(tf32, bf16:\n"
+      "                                CUDA only) [fp32]\n"
       "  --data resident|stream        data on the device, or streamed from "
       "pinned\n"
       "                                host memory [resident]\n"
@@ -164,17 +165,11 @@ static bool parse_batch(const char *text, size_t *batch) {
 }
 
 static bool parse_precision(const char *text, bench_config *config) {
-  if (strcmp(text, "fp32") == 0) {
-    config->precision = "fp32";
+  if (nn_precision_from_name(text, &config->precision_kind) == NN_OK) {
+    config->precision = nn_precision_name(config->precision_kind);
     return true;
   }
-  if (strcmp(text, "tf32") == 0 || strcmp(text, "bf16") == 0)
-    cli_error(program,
-              "--precision: %s is not implemented yet: the library trains in "
-              "fp32 only",
-              text);
-  else
-    cli_error(program, "--precision: '%s' is not fp32, tf32 or bf16", text);
+  cli_error(program, "--precision: '%s' is not fp32, tf32 or bf16", text);
   return false;
 }
 
@@ -346,6 +341,8 @@ static nn_status create_model(const bench_config *config, nn_context *ctx,
   nn_status status = nn_model_create(ctx, &spec, model);
   if (status == NN_OK)
     status = nn_model_init(*model, NN_INIT_HE, config->seed);
+  if (status == NN_OK)
+    status = nn_model_set_precision(*model, config->precision_kind);
   return status;
 }
 
@@ -410,15 +407,15 @@ static int measure_alone(bench_session *session, bench_report *report) {
   const bench_config *config = &session->config;
   const bench_model *model = &config->model;
   int device = config->device_index;
-  bool ok = session->on_cuda
-                ? bench_gemm_floor_cuda(model, config->batch_size, device,
-                                        floor_passes(config), config->seed,
-                                        &report->floor, session->error,
-                                        sizeof session->error)
-                : bench_gemm_floor_cpu(model, config->batch_size,
-                                       floor_passes(config), config->seed,
-                                       &report->floor, session->error,
-                                       sizeof session->error);
+  bool ok =
+      session->on_cuda
+          ? bench_gemm_floor_cuda(model, config->batch_size, device,
+                                  config->precision_kind, floor_passes(config),
+                                  config->seed, &report->floor, session->error,
+                                  sizeof session->error)
+          : bench_gemm_floor_cpu(
+                model, config->batch_size, floor_passes(config), config->seed,
+                &report->floor, session->error, sizeof session->error);
   if (ok && session->on_cuda && !session->measurement.data_resident)
     ok = bench_measure_upload(
         device, model->widths[0] * config->batch_size,

@@ -113,6 +113,7 @@ static const nnlib_backend_ops cuda_ops = {
     .copy_wait = nnlib_cuda_copy_wait,
     .event_wait_host = nnlib_cuda_event_wait_host,
     .timer_create = nnlib_cuda_timer_create,
+    .check_precision = nnlib_cuda_check_precision,
     .elapsed_ms = nnlib_cuda_elapsed_ms,
     .gather_columns = nnlib_cuda_gather_columns,
     .memory_info = nnlib_cuda_memory_info,
@@ -145,6 +146,7 @@ nn_status nnlib_cuda_backend_create(nn_context *ctx, int device_index,
     return status;
   cuda->base.ops = &cuda_ops;
   cuda->device = device_index;
+  cuda->compute_major = properties.major;
   status = create_streams(cuda, ctx);
   if (status == NN_OK)
     status = create_cublas(cuda, ctx);

@@ -49,6 +49,7 @@ extern "C" {
 typedef struct nnlib_cuda_backend {
   nnlib_backend base; /* first: the scheduler holds a nnlib_backend * */
   int device;         /* CUDA device index, made current by every op */
+  int compute_major;  /* compute capability, major version */
   cudaStream_t compute;
   cudaStream_t copy;
   cublasHandle_t cublas;     /* bound to compute, with cublas_workspace */
@@ -169,6 +170,8 @@ nn_status nnlib_cuda_timer_create(nnlib_backend *backend, nn_context *ctx,
                                   nnlib_event *out);
 nn_status nnlib_cuda_elapsed_ms(nnlib_backend *backend, nn_context *ctx,
                                 nnlib_event start, nnlib_event end, float *ms);
+nn_status nnlib_cuda_check_precision(nnlib_backend *backend, nn_context *ctx,
+                                     nn_precision precision);
 nn_status nnlib_cuda_memory_info(nnlib_backend *backend, nn_context *ctx,
                                  size_t *free_bytes, size_t *total_bytes);
 
@@ -204,6 +207,11 @@ nn_status nnlib_cuda_dense_backward(nnlib_backend *backend, nn_context *ctx,
                                     const nnlib_layer *layer,
                                     const float *a_prev, const float *dz,
                                     size_t m, float l2_lambda, float *da_prev);
+
+/* precision.cu: dst (count bf16) = src (count floats) rounded to nearest
+ * even, on the compute stream. */
+nn_status nnlib_cuda_to_bf16(nnlib_cuda_backend *cuda, nn_context *ctx,
+                             const float *src, void *dst, size_t count);
 
 /* activations.cu */
 /* Z += b (broadcast over the m columns), A = g(Z); softmax per column. */

@@ -240,6 +240,19 @@ nn_status nnlib_cuda_event_wait_host(nnlib_backend *backend, nn_context *ctx,
   return status;
 }
 
+/* TF32 and BF16 products run on tensor cores from compute capability 8.0
+ * (Ampere) on; the build has code for nothing older anyway. */
+nn_status nnlib_cuda_check_precision(nnlib_backend *backend, nn_context *ctx,
+                                     nn_precision precision) {
+  const int major = nnlib_cuda(backend)->compute_major;
+  if (precision == NN_PRECISION_FP32 || major >= 8)
+    return NN_OK;
+  return NNLIB_FAIL_CALL(ctx, NN_ERROR_UNSUPPORTED, "nn_model_set_precision",
+                         "%s products need compute capability 8.0 or newer; "
+                         "this device has %d.x",
+                         nn_precision_name(precision), major);
+}
+
 nn_status nnlib_cuda_memory_info(nnlib_backend *backend, nn_context *ctx,
                                  size_t *free_bytes, size_t *total_bytes) {
   *free_bytes = 0;

@@ -106,6 +106,11 @@ typedef struct nnlib_backend_ops {
   nn_status (*memory_info)(nnlib_backend *backend, nn_context *ctx,
                            size_t *free_bytes, size_t *total_bytes);
 
+  /* NN_OK if this backend computes products in the precision, else
+   * NN_ERROR_UNSUPPORTED with the reason on ctx. */
+  nn_status (*check_precision)(nnlib_backend *backend, nn_context *ctx,
+                               nn_precision precision);
+
   /* Philox generators (cuRAND: host generator on the CPU, device generator
    * on the GPU, so one seed gives one stream on both). */
   nn_status (*rng_create)(nnlib_backend *backend, nn_context *ctx,
@@ -122,7 +127,8 @@ typedef struct nnlib_backend_ops {
 
   /* Z = W A_prev + b (b broadcast over columns), A = g(Z).
    * W: [n, n_prev] row-major; A_prev: (n_prev × m); Z, A: (n × m).
-   * Softmax is taken over each column, computed stably. */
+   * Softmax is taken over each column, computed stably. The products of
+   * dense_forward and dense_backward are in layer->precision. */
   nn_status (*dense_forward)(nnlib_backend *backend, nn_context *ctx,
                              const nnlib_layer *layer, const float *a_prev,
                              size_t m);

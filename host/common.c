@@ -115,6 +115,9 @@ static const char *const init_names[NN_INIT_COUNT] = {"zeros", "normal", "he",
 static const char *const optimizer_names[NN_OPTIMIZER_COUNT] = {
     "gd", "momentum", "rmsprop", "adam"};
 
+static const char *const precision_names[NN_PRECISION_COUNT] = {"fp32", "tf32",
+                                                                "bf16"};
+
 static nn_status find_name(const char *const *names, int count,
                            const char *name, int *out) {
   if (!name)
@@ -146,6 +149,10 @@ const char *nn_optimizer_name(nn_optimizer optimizer) {
   return NAME_OR_UNKNOWN(optimizer_names, optimizer, NN_OPTIMIZER_COUNT);
 }
 
+const char *nn_precision_name(nn_precision precision) {
+  return NAME_OR_UNKNOWN(precision_names, precision, NN_PRECISION_COUNT);
+}
+
 #define DEFINE_FROM_NAME(function, type, table, count)                         \
   nn_status function(const char *name, type *out) {                            \
     int index = 0;                                                             \
@@ -161,6 +168,8 @@ DEFINE_FROM_NAME(nn_loss_from_name, nn_loss, loss_names, NN_LOSS_COUNT)
 DEFINE_FROM_NAME(nn_init_from_name, nn_init, init_names, NN_INIT_COUNT)
 DEFINE_FROM_NAME(nn_optimizer_from_name, nn_optimizer, optimizer_names,
                  NN_OPTIMIZER_COUNT)
+DEFINE_FROM_NAME(nn_precision_from_name, nn_precision, precision_names,
+                 NN_PRECISION_COUNT)
 
 nn_activation nn_loss_output_activation(nn_loss loss) {
   switch (loss) {

@@ -389,6 +389,17 @@ static nn_status cpu_upload_async(nnlib_backend *backend, nn_context *ctx,
   return cpu_copy(backend, ctx, dst, host_src, count);
 }
 
+static nn_status cpu_check_precision(nnlib_backend *backend, nn_context *ctx,
+                                     nn_precision precision) {
+  (void)backend;
+  if (precision == NN_PRECISION_FP32)
+    return NN_OK;
+  return NNLIB_FAIL_CALL(ctx, NN_ERROR_UNSUPPORTED, "nn_model_set_precision",
+                         "the CPU backend computes in fp32 only; %s needs a "
+                         "CUDA device",
+                         nn_precision_name(precision));
+}
+
 /* A timer event is a host double: the clock when it was recorded. The
  * feeder's events are NULL and record nothing. */
 static nn_status cpu_timer_create(nnlib_backend *backend, nn_context *ctx,
@@ -473,6 +484,7 @@ static const nnlib_backend_ops cpu_ops = {
     .copy_wait = cpu_event_nothing,
     .event_wait_host = cpu_event_nothing,
     .timer_create = cpu_timer_create,
+    .check_precision = cpu_check_precision,
     .elapsed_ms = cpu_elapsed_ms,
     .gather_columns = cpu_gather_columns,
     .memory_info = cpu_memory_info,

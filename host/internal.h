@@ -106,6 +106,14 @@ typedef struct nnlib_layer {
   float *pre_activation; /* Z[l]: (n[l] × capacity) */
   float *activation_out; /* A[l]: (n[l] × capacity) */
   float *dropout_mask;   /* (n[l] × capacity) of 0 or 1/keep; NULL if none */
+  /* The model's precision, and with bf16 the model's conversion scratch
+   * (nn_model.bf16_scratch: the same three regions for every layer, used in
+   * stream order): room for the widest W, and for one activation and one
+   * dZ matrix of `capacity` columns, as bf16; NULL otherwise. */
+  nn_precision precision;
+  void *bf16_weights;   /* max n[l]·n[l-1] bf16 */
+  void *bf16_inputs;    /* max n[l-1] × capacity bf16: A_prev */
+  void *bf16_gradients; /* max n[l] × capacity bf16: dZ */
 } nnlib_layer;
 
 typedef void *nnlib_rng;
@@ -131,6 +139,9 @@ struct nn_model {
    * backward scratch buffers, all for `capacity` examples. */
   size_t capacity;
   float *activation_arena;
+  nn_precision precision;
+  float *bf16_scratch;        /* backend memory for the layers' bf16 views */
+  size_t bf16_capacity;       /* columns it was sized for; 0 = none */
   float *input;               /* A[0]: (n_x × capacity) */
   float *targets;             /* Y: (n[L] × capacity) */
   float *backward_scratch[2]; /* (max n[l] × capacity) each: dA / dZ */

@@ -184,6 +184,7 @@ void nn_model_destroy(nn_model *model) {
   ops->release(backend, model->first_moment);
   ops->release(backend, model->second_moment);
   ops->release(backend, model->activation_arena);
+  ops->release(backend, model->bf16_scratch);
   ops->rng_destroy(backend, model->dropout_rng);
   ops->release(backend, (float *)(void *)model->cost_scratch);
   free(model->resume_best_parameters);
@@ -241,7 +242,91 @@ static size_t dropout_padding(const nn_model *model) {
   return padding;
 }
 
-nn_status nnlib_model_reserve(nn_model *model, size_t examples) {
+/* ------------------------------------------------------------------------ */
+/* Precision and the bf16 conversion scratch                                 */
+/* ------------------------------------------------------------------------ */
+
+/* bf16 elements rounded up to 16 bytes, so that every region starts where
+ * tensor-core products want their operands aligned. */
+static size_t bf16_region(size_t elements) {
+  return (elements + 7) & ~(size_t)7;
+}
+
+/* The scratch's regions, in bf16 elements: the widest W, then two
+ * matrices of the widest layer input or output × capacity columns (A_prev,
+ * dZ). False on overflow. */
+static bool bf16_regions(const nn_model *model, size_t capacity,
+                         size_t *weights, size_t *columns) {
+  size_t widest_weights = 0, widest = 0;
+  for (size_t l = 0; l < model->layer_count; l++) {
+    const nnlib_layer *layer = &model->layers[l];
+    size_t count = layer->units * layer->inputs;
+    widest_weights = count > widest_weights ? count : widest_weights;
+    widest = layer->inputs > widest ? layer->inputs : widest;
+    widest = layer->units > widest ? layer->units : widest;
+  }
+  *weights = bf16_region(widest_weights);
+  size_t matrix;
+  if (!nnlib_checked_mul(widest, capacity, &matrix) || matrix > SIZE_MAX / 8)
+    return false;
+  *columns = bf16_region(matrix);
+  return *weights <= SIZE_MAX / 2 - 2 * *columns;
+}
+
+static void bind_bf16_views(nn_model *model, size_t weights, size_t columns) {
+  uint16_t *scratch = (uint16_t *)(void *)model->bf16_scratch;
+  for (size_t l = 0; l < model->layer_count; l++) {
+    nnlib_layer *layer = &model->layers[l];
+    layer->bf16_weights = scratch;
+    layer->bf16_inputs = scratch + weights;
+    layer->bf16_gradients = scratch + weights + columns;
+  }
+}
+
+static nn_status reserve_bf16_scratch(nn_model *model) {
+  if (model->precision != NN_PRECISION_BF16 ||
+      model->bf16_capacity >= model->capacity)
+    return NN_OK;
+  size_t weights = 0, columns = 0;
+  if (!bf16_regions(model, model->capacity, &weights, &columns))
+    return NNLIB_FAIL(model->ctx, NN_ERROR_OUT_OF_MEMORY,
+                      "bf16 scratch for %zu examples overflows",
+                      model->capacity);
+  float *scratch = NULL;
+  /* Two bf16 per float; every region is a multiple of 8 bf16. */
+  nn_status status = NNLIB_OPS(model)->alloc(
+      NNLIB_BACKEND(model), model->ctx, (weights + 2 * columns) / 2, &scratch);
+  if (status != NN_OK)
+    return status;
+  NNLIB_OPS(model)->release(NNLIB_BACKEND(model), model->bf16_scratch);
+  model->bf16_scratch = scratch;
+  model->bf16_capacity = model->capacity;
+  bind_bf16_views(model, weights, columns);
+  return NN_OK;
+}
+
+nn_status nn_model_set_precision(nn_model *model, nn_precision precision) {
+  if (!model)
+    return NN_ERROR_INVALID_ARGUMENT;
+  if ((int)precision < 0 || precision >= NN_PRECISION_COUNT)
+    return NNLIB_FAIL(model->ctx, NN_ERROR_INVALID_ARGUMENT,
+                      "unknown precision %d", (int)precision);
+  nn_status status = NNLIB_OPS(model)->check_precision(NNLIB_BACKEND(model),
+                                                       model->ctx, precision);
+  if (status != NN_OK)
+    return status;
+  model->precision = precision;
+  for (size_t l = 0; l < model->layer_count; l++)
+    model->layers[l].precision = precision;
+  /* The scratch follows the activation arena's capacity. */
+  return reserve_bf16_scratch(model);
+}
+
+nn_precision nn_model_precision(const nn_model *model) {
+  return model ? model->precision : NN_PRECISION_FP32;
+}
+
+static nn_status reserve_activations(nn_model *model, size_t examples) {
   if (examples <= model->capacity)
     return NN_OK;
   size_t total;
@@ -264,6 +349,11 @@ nn_status nnlib_model_reserve(nn_model *model, size_t examples) {
   model->backward_examples = 0;
   bind_activation_views(model, examples);
   return NN_OK;
+}
+
+nn_status nnlib_model_reserve(nn_model *model, size_t examples) {
+  nn_status status = reserve_activations(model, examples);
+  return status == NN_OK ? reserve_bf16_scratch(model) : status;
 }
 
 /* ------------------------------------------------------------------------ */

@@ -308,6 +308,34 @@ NN_API nn_loss nn_model_loss(const nn_model *model);
 /* Number of floats in the parameter arena: Σ n[l]·n[l-1] + n[l]. */
 NN_API size_t nn_model_parameter_count(const nn_model *model);
 
+/* The arithmetic of the matrix products (every other step — bias,
+ * activations, loss, reductions, the optimizer over the fp32 master
+ * weights — stays fp32 whatever the precision):
+ *   fp32: plain single precision (cuBLAS default math, no TF32); the CPU's
+ *         only precision;
+ *   tf32: fp32 data, products on tensor cores with TF32 inputs (10-bit
+ *         mantissa), fp32 accumulation;
+ *   bf16: W, A and dZ rounded to bf16 for the products, fp32 accumulation
+ *         and fp32 results; parameters, gradients and optimizer state stay
+ *         fp32. */
+typedef enum nn_precision {
+  NN_PRECISION_FP32 = 0,
+  NN_PRECISION_TF32,
+  NN_PRECISION_BF16,
+  NN_PRECISION_COUNT
+} nn_precision;
+
+NN_API const char *nn_precision_name(nn_precision precision);
+NN_API nn_status nn_precision_from_name(const char *name, nn_precision *out);
+
+/* Sets the precision of the model's matrix products from the next call on
+ * (training, prediction, the single-batch steps). NN_ERROR_UNSUPPORTED on a
+ * backend that cannot (the CPU computes in fp32 only). A new model is
+ * fp32. */
+NN_API nn_status nn_model_set_precision(nn_model *model,
+                                        nn_precision precision);
+NN_API nn_precision nn_model_precision(const nn_model *model);
+
 /* Initializes every W[l] with the given scheme from cuRAND (Philox) seeded
  * with seed, and every b[l] to zero. One seed gives the same weights on the
  * CPU (cuRAND host generator) and the GPU (device generator). */

@@ -34,7 +34,7 @@ expect 2 "--hidden: expected widths" -- "$bin/nntrain" --hidden 3,,4
 expect 2 "--hidden" -- "$bin/nntrain" --hidden 0
 expect 2 "--dropout: '1.5'" -- "$bin/nntrain" --dropout 1.5
 expect 2 "--device: 'gpu'" -- "$bin/nntrain" --device gpu
-expect 2 "--precision: 'bf16' is not supported" -- "$bin/nntrain" --precision bf16
+expect 2 "--precision: 'fp16' is not fp32, tf32 or bf16" -- "$bin/nntrain" --precision fp16
 expect 2 "--data: 'gpu'" -- "$bin/nntrain" --data gpu
 expect 2 "--output: 'foo'" -- "$bin/nntrain" --output foo
 expect 2 "--activation: unknown name 'softmax'" -- "$bin/nntrain" --activation softmax
@@ -66,6 +66,7 @@ expect 2 "missing.csv" -- "$bin/nntrain" --train missing.csv --target y --device
 expect 2 "ragged.csv" -- "$bin/nntrain" --train ragged.csv --target y --device cpu
 expect 2 "nope" -- "$bin/nntrain" --train data.csv --target nope --device cpu
 expect 2 "bad.safetensors" -- "$bin/nntrain" --train data.csv --target y --resume bad.safetensors --device cpu
+expect 2 "fp32 only; bf16 needs a CUDA device" -- "$bin/nntrain" --train data.csv --target y --output linear --device cpu --precision bf16
 expect 2 "bad.safetensors" -- "$bin/nnpredict" --model bad.safetensors --x data.csv --target y
 
 echo "== regression from CSV"

@@ -29,8 +29,8 @@ expect 2 "--layers: expected" -- "$nnbench" --layers 784,16,1
 expect 2 "--layers: expected" -- "$nnbench" --layers 784,-5,10
 expect 2 "--layers: expected" -- "$nnbench" --layers 784,16,
 expect 2 "either --preset or --layers" -- "$nnbench" --preset small --layers 4,3,2
-expect 2 "--precision: bf16 is not implemented yet" -- "$nnbench" --precision bf16
-expect 2 "--precision: tf32 is not implemented yet" -- "$nnbench" --precision tf32
+expect 2 "computes in fp32 only; bf16 needs a CUDA device" -- "$nnbench" --device cpu --precision bf16 --warmup 1 --steps 1
+expect 2 "computes in fp32 only; tf32 needs a CUDA device" -- "$nnbench" --device cpu --precision tf32 --warmup 1 --steps 1
 expect 2 "--precision: 'fp8' is not fp32, tf32 or bf16" -- "$nnbench" --precision fp8
 expect 2 "--steps: '0' is not a whole number >= 1" -- "$nnbench" --steps 0
 expect 2 "--warmup: '0' is not a whole number >= 1" -- "$nnbench" --warmup 0

@@ -12,6 +12,19 @@ nn_context *support_cpu_context(void) {
   return ctx;
 }
 
+nn_context *support_gpu_context_or_skip(void) {
+  char message[512] = "";
+  nn_context *ctx = NULL;
+  nn_status status =
+      nn_context_create(NN_BACKEND_CUDA, 0, &ctx, message, sizeof message);
+  if (status == NN_ERROR_NO_DEVICE || status == NN_ERROR_UNSUPPORTED)
+    cr_skip_test("no CUDA device: %s", message);
+  cr_assert_eq(status, NN_OK, "nn_context_create(CUDA) -> %s: %s",
+               nn_status_str(status), message);
+  cr_assert_eq(nn_context_backend(ctx), NN_BACKEND_CUDA);
+  return ctx;
+}
+
 nn_model *support_model(nn_context *ctx, const size_t *widths, size_t layers,
                         nn_activation hidden, nn_loss loss) {
   nn_layer_spec *specs = calloc(layers, sizeof *specs);
@@ -77,4 +90,14 @@ void support_planar_dataset(uint64_t seed, float *x, int32_t *labels) {
       labels[column] = j;
     }
   }
+}
+
+nn_dataset *support_planar_data(nn_context *ctx, uint64_t seed) {
+  float x[2 * SUPPORT_PLANAR_EXAMPLES];
+  int32_t labels[SUPPORT_PLANAR_EXAMPLES];
+  support_planar_dataset(seed, x, labels);
+  nn_dataset *data = NULL;
+  SUPPORT_OK(ctx, nn_dataset_create_from_labels(ctx, 2, SUPPORT_PLANAR_EXAMPLES,
+                                                x, labels, 1, &data));
+  return data;
 }

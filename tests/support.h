@@ -12,6 +12,10 @@
 /* A CPU context; fails the test if it cannot be made. */
 nn_context *support_cpu_context(void);
 
+/* The CUDA context on device 0, or the test skips saying why (nothing is
+ * allocated before the skip). */
+nn_context *support_gpu_context_or_skip(void);
+
 /* A model with hidden widths/activations and an output layer fitting loss.
  * widths[0] is n_x, widths[1..layers] the layer widths; every hidden layer
  * uses `hidden`. Fails the test on error. */
@@ -45,5 +49,7 @@ double support_rng_gaussian(support_rng *rng);
  * examples, 200 per class; x is (2 × 400) column-major, labels 0 or 1. */
 #define SUPPORT_PLANAR_EXAMPLES 400
 void support_planar_dataset(uint64_t seed, float *x, int32_t *labels);
+/* The same as an nn_dataset on ctx (targets 0/1, one output). */
+nn_dataset *support_planar_data(nn_context *ctx, uint64_t seed);
 
 #endif

@@ -29,18 +29,9 @@
 /* Contexts, models, data                                                    */
 /* ------------------------------------------------------------------------ */
 
-/* The CUDA context on device 0, or the test skips (nothing allocated yet, so
- * a skip leaks nothing). */
+/* The CUDA context on device 0 (its name checked), or the test skips. */
 static nn_context *gpu_context_or_skip(void) {
-  char message[512] = "";
-  nn_context *ctx = NULL;
-  nn_status status =
-      nn_context_create(NN_BACKEND_CUDA, 0, &ctx, message, sizeof message);
-  if (status == NN_ERROR_NO_DEVICE || status == NN_ERROR_UNSUPPORTED)
-    cr_skip_test("no CUDA device: %s", message);
-  cr_assert_eq(status, NN_OK, "nn_context_create(CUDA) -> %s: %s",
-               nn_status_str(status), message);
-  cr_assert_eq(nn_context_backend(ctx), NN_BACKEND_CUDA);
+  nn_context *ctx = support_gpu_context_or_skip();
   cr_assert_eq(strncmp(nn_context_backend_name(ctx), "cuda:0 (", 8), 0,
                "backend name \"%s\"", nn_context_backend_name(ctx));
   return ctx;
@@ -697,12 +688,7 @@ static int record_epoch_cost(const nn_progress *progress, void *user_data) {
 /* The course's planar "flower" data (2 × 400), a 2-8-4-1 network,
  * initialized from the seed on ctx's own generator, trained 20 epochs. */
 static training_result train_case(nn_context *ctx, const training_case *c) {
-  float x[2 * SUPPORT_PLANAR_EXAMPLES];
-  int32_t labels[SUPPORT_PLANAR_EXAMPLES];
-  support_planar_dataset(11, x, labels);
-  nn_dataset *data = NULL;
-  SUPPORT_OK(ctx, nn_dataset_create_from_labels(ctx, 2, SUPPORT_PLANAR_EXAMPLES,
-                                                x, labels, 1, &data));
+  nn_dataset *data = support_planar_data(ctx, 11);
   const size_t widths[] = {2, 8, 4, 1};
   nn_model *model = make_model(ctx, widths, 3, c->hidden, c->dropout,
                                NN_LOSS_BINARY_CROSS_ENTROPY);

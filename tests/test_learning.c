@@ -123,17 +123,6 @@ static nn_model *model_from_layers(nn_context *ctx, size_t input_width,
   return model;
 }
 
-/* The flower data set as an nn_dataset with a single 0/1 target row. */
-static nn_dataset *planar_dataset(nn_context *ctx, uint64_t seed) {
-  float x[2 * SUPPORT_PLANAR_EXAMPLES];
-  int32_t labels[SUPPORT_PLANAR_EXAMPLES];
-  support_planar_dataset(seed, x, labels);
-  nn_dataset *data = NULL;
-  SUPPORT_OK(ctx, nn_dataset_create_from_labels(ctx, 2, SUPPORT_PLANAR_EXAMPLES,
-                                                x, labels, 1, &data));
-  return data;
-}
-
 /* m points of 2-D Gaussian noise with random 0/1 labels: nothing to learn
  * but noise, so a wide network overfits and validation cost rises. */
 static nn_dataset *random_label_dataset(nn_context *ctx, size_t m,
@@ -198,7 +187,7 @@ Test(learning, xor_reaches_full_accuracy) {
  * iterations, small normal init, about 90% on the flower. */
 Test(learning, planar_flower_reaches_90_percent) {
   nn_context *ctx = support_cpu_context();
-  nn_dataset *data = planar_dataset(ctx, 1);
+  nn_dataset *data = support_planar_data(ctx, 1);
   const size_t widths[] = {2, 4, 1};
   nn_model *model = support_model(ctx, widths, 2, NN_ACTIVATION_TANH,
                                   NN_LOSS_BINARY_CROSS_ENTROPY);
@@ -378,7 +367,7 @@ Test(learning, every_optimizer_lowers_minibatch_cost) {
   static const float rates[NN_OPTIMIZER_COUNT] = {0.5f, 0.5f, 0.01f, 0.01f};
   enum { epochs = 30, batch = 64 };
   nn_context *ctx = support_cpu_context();
-  nn_dataset *data = planar_dataset(ctx, 3);
+  nn_dataset *data = support_planar_data(ctx, 3);
   const size_t widths[] = {2, 8, 1};
   float *finals[NN_OPTIMIZER_COUNT];
   size_t parameter_count = 0;
@@ -446,7 +435,7 @@ static double weights_after_training(nn_context *ctx, const nn_dataset *data,
 
 Test(learning, l2_regularization_shrinks_weights) {
   nn_context *ctx = support_cpu_context();
-  nn_dataset *data = planar_dataset(ctx, 4);
+  nn_dataset *data = support_planar_data(ctx, 4);
   double plain = weights_after_training(ctx, data, 0.0f);
   double regularized = weights_after_training(ctx, data, 4.0f);
   cr_assert_lt(regularized, 0.8 * plain, "Σ||W||²: %g with L2, %g without",
@@ -459,7 +448,7 @@ Test(learning, l2_regularization_shrinks_weights) {
 Test(learning, l2_term_is_in_the_reported_cost) {
   const float lambda = 0.7f;
   nn_context *ctx = support_cpu_context();
-  nn_dataset *data = planar_dataset(ctx, 5);
+  nn_dataset *data = support_planar_data(ctx, 5);
   const size_t m = nn_dataset_example_count(data);
   const size_t widths[] = {2, 6, 1};
   nn_model *model = support_model(ctx, widths, 2, NN_ACTIVATION_TANH,
@@ -501,7 +490,7 @@ Test(learning, l2_term_is_in_the_reported_cost) {
  * the same run, another seed other masks and so other parameters. */
 Test(learning, dropout_model_trains_reproducibly) {
   nn_context *ctx = support_cpu_context();
-  nn_dataset *data = planar_dataset(ctx, 6);
+  nn_dataset *data = support_planar_data(ctx, 6);
   const nn_layer_spec layers[] = {{32, NN_ACTIVATION_RELU, 0.2f},
                                   {1, NN_ACTIVATION_SIGMOID, 0.0f}};
   nn_model *models[3];
@@ -681,7 +670,7 @@ Test(learning, learning_rate_decay_schedule) {
   enum { epochs = 20 };
   const float alpha = 0.3f, decay = 0.37f;
   nn_context *ctx = support_cpu_context();
-  nn_dataset *data = planar_dataset(ctx, 2);
+  nn_dataset *data = support_planar_data(ctx, 2);
   const size_t widths[] = {2, 3, 1};
   nn_model *model = support_model(ctx, widths, 2, NN_ACTIVATION_TANH,
                                   NN_LOSS_BINARY_CROSS_ENTROPY);
@@ -717,7 +706,7 @@ Test(learning, full_batch_loop_matches_manual_steps) {
   enum { epochs = 6 };
   const float alpha = 0.5f, decay = 0.5f; /* 1 + 0.5 e is exact */
   nn_context *ctx = support_cpu_context();
-  nn_dataset *data = planar_dataset(ctx, 8);
+  nn_dataset *data = support_planar_data(ctx, 8);
   const size_t m = nn_dataset_example_count(data);
   const float *x = nn_dataset_inputs(data), *y = nn_dataset_targets(data);
   const size_t widths[] = {2, 5, 3, 1};
@@ -921,7 +910,7 @@ static nn_train_options stoppable_options(size_t epochs) {
 Test(learning, callback_stops_training_mid_epoch) {
   const long k = 14;
   nn_context *ctx = support_cpu_context();
-  nn_dataset *data = planar_dataset(ctx, 9);
+  nn_dataset *data = support_planar_data(ctx, 9);
   nn_model *model = stoppable_model(ctx);
   float *initial = copy_parameters(ctx, model);
   nn_train_options options = stoppable_options(5);
@@ -954,7 +943,7 @@ Test(learning, callback_stops_training_mid_epoch) {
  * uninterrupted 3-epoch run. */
 Test(learning, callback_stops_training_at_epoch_end) {
   nn_context *ctx = support_cpu_context();
-  nn_dataset *data = planar_dataset(ctx, 9);
+  nn_dataset *data = support_planar_data(ctx, 9);
   nn_model *stopped = stoppable_model(ctx);
   nn_train_options options = stoppable_options(10);
   progress_log *log = progress_log_new(256);

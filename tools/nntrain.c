@@ -36,6 +36,7 @@ typedef struct train_config {
   /* training */
   nn_train_options options;
   size_t iterations; /* 0: run options.epochs */
+  nn_precision precision;
   nn_backend_kind device;
   int device_index;
   /* output */
@@ -87,7 +88,8 @@ static void usage(FILE *out) {
           "  --early-stop N                  stop after N epochs without "
           "improvement\n"
           "  --device auto|cpu|cuda[:N]      [auto]\n"
-          "  --precision fp32                [fp32]\n"
+          "  --precision fp32|tf32|bf16      matrix products (tf32, bf16: "
+          "GPU) [fp32]\n"
           "  --data auto|stream|resident     where the data lives while "
           "training [auto]\n"
           "output:\n"
@@ -364,11 +366,9 @@ static bool apply_flag(int flag, const char *value, train_config *config) {
     return cli_parse_device(program, value, &config->device,
                             &config->device_index);
   case FLAG_PRECISION:
-    if (strcmp(value, "fp32") == 0)
+    if (nn_precision_from_name(value, &config->precision) == NN_OK)
       return true;
-    cli_error(program,
-              "--precision: '%s' is not supported; this build trains in fp32",
-              value);
+    cli_error(program, "--precision: '%s' is not fp32, tf32 or bf16", value);
     return false;
   case FLAG_NO_SCALE:
     config->no_scale = true;
@@ -731,6 +731,15 @@ static nn_status prepare(train_config *config, run_objects *run) {
   return status;
 }
 
+/* The model's products in --precision (also when resuming: a checkpoint
+ * holds fp32 weights whatever they were trained in). */
+static nn_status prepare_model(train_config *config, run_objects *run) {
+  nn_status status = prepare(config, run);
+  if (status == NN_OK)
+    status = nn_model_set_precision(run->model, config->precision);
+  return status;
+}
+
 static bool open_log(const train_config *config, run_objects *run) {
   if (!config->log_path)
     return true;
@@ -756,14 +765,14 @@ static void describe(const train_config *config, const run_objects *run) {
   printf("\nmodel: %zu", nn_model_layer_units(run->model, 0));
   for (size_t l = 1; l <= layers; l++)
     printf("-%zu", nn_model_layer_units(run->model, l));
-  printf(" (%s hidden, %s), %s, lr %g, batch %zu, %zu epochs\n",
+  printf(" (%s hidden, %s), %s, lr %g, batch %zu, %zu epochs, %s\n",
          layers > 1
              ? nn_activation_name(nn_model_layer_activation(run->model, 1))
              : "no",
          nn_loss_name(nn_model_loss(run->model)),
          nn_optimizer_name(config->options.optimizer.kind),
          (double)config->options.learning_rate, config->options.batch_size,
-         config->options.epochs);
+         config->options.epochs, nn_precision_name(config->precision));
   fflush(stdout);
 }
 
@@ -876,7 +885,7 @@ int main(int argc, char **argv) {
       cli_open_context(program, config.device, config.device_index, &run.ctx);
   if (code != 0)
     return code;
-  nn_status status = prepare(&config, &run);
+  nn_status status = prepare_model(&config, &run);
   if (status != NN_OK)
     code = cli_fail(program, run.ctx, status);
   else if (!open_log(&config, &run))

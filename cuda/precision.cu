@@ -1,0 +1,26 @@
+/*
+ * precision.cu — fp32 to bf16 for the bf16 products (nn_precision): W, A
+ * and dZ are rounded to the nearest bf16 (ties to even) just before the
+ * product that reads them; everything else stays fp32.
+ */
+#include "kernel_common.cuh"
+
+#include <cuda_bf16.h>
+
+/* dst (count, bf16) = round-to-nearest-even(src (count, fp32)). */
+static __global__ void to_bf16_kernel(const float *src, __nv_bfloat16 *dst,
+                                      size_t count) {
+  NNLIB_GRID_STRIDE_LOOP(k, count) {
+    dst[k] = __float2bfloat16_rn(src[k]);
+  }
+}
+
+extern "C" nn_status nnlib_cuda_to_bf16(nnlib_cuda_backend *cuda,
+                                        nn_context *ctx, const float *src,
+                                        void *dst, size_t count) {
+  if (count == 0)
+    return NN_OK;
+  to_bf16_kernel<<<nnlib_cuda_blocks(count), NNLIB_CUDA_THREADS, 0,
+                   cuda->compute>>>(src, (__nv_bfloat16 *)dst, count);
+  return NNLIB_CUDA_CHECK_LAUNCH(ctx, to_bf16_kernel);
+}

@@ -1,0 +1,234 @@
+/*
+ * test_fast_paths.c — the fast paths keep the semantics: TF32 and BF16
+ * products against the plain fp32 path, with tolerances suited to each
+ * precision, and training in each reaching the fp32 accuracy on a small
+ * task; the per-step CUDA event times. The CPU computes in fp32 only and
+ * says so. GPU tests skip without a CUDA device, saying so.
+ *
+ * Tolerances, as ||x_p − x_fp32|| / ||x_fp32|| over a whole output or
+ * gradient: TF32 rounds the products' inputs to a 10-bit mantissa (unit
+ * roundoff 2^-11 ≈ 5e-4), BF16 to 7 bits (2^-8 ≈ 4e-3); through three
+ * layers of 64–256 products with fp32 accumulation the relative error stays
+ * within a few unit roundoffs: 5e-3 for TF32, 3e-2 for BF16.
+ */
+#include "support.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define INPUTS 64
+#define EXAMPLES 96
+
+Test(fast_paths, precision_names_round_trip) {
+  for (int p = 0; p < NN_PRECISION_COUNT; p++) {
+    nn_precision back = NN_PRECISION_COUNT;
+    cr_assert_eq(
+        nn_precision_from_name(nn_precision_name((nn_precision)p), &back),
+        NN_OK);
+    cr_assert_eq(back, (nn_precision)p);
+  }
+  nn_precision out;
+  cr_assert_eq(nn_precision_from_name("fp16", &out), NN_ERROR_INVALID_ARGUMENT);
+  cr_assert_str_eq(nn_precision_name(NN_PRECISION_BF16), "bf16");
+}
+
+Test(fast_paths, cpu_computes_in_fp32_only) {
+  nn_context *ctx = support_cpu_context();
+  const size_t widths[] = {3, 4, 1};
+  nn_model *model = support_model(ctx, widths, 2, NN_ACTIVATION_RELU,
+                                  NN_LOSS_BINARY_CROSS_ENTROPY);
+  cr_assert_eq(nn_model_set_precision(model, NN_PRECISION_BF16),
+               NN_ERROR_UNSUPPORTED);
+  cr_assert_not_null(strstr(nn_context_last_error(ctx), "fp32 only"), "%s",
+                     nn_context_last_error(ctx));
+  cr_assert_not_null(strstr(nn_context_last_error(ctx), "bf16"));
+  cr_assert_eq(nn_model_set_precision(model, NN_PRECISION_TF32),
+               NN_ERROR_UNSUPPORTED);
+  cr_assert_eq(nn_model_set_precision(model, (nn_precision)7),
+               NN_ERROR_INVALID_ARGUMENT);
+  cr_assert_eq(nn_model_precision(model), NN_PRECISION_FP32);
+  SUPPORT_OK(ctx, nn_model_set_precision(model, NN_PRECISION_FP32));
+  nn_model_destroy(model);
+  nn_context_destroy(ctx);
+}
+
+/* ------------------------------------------------------------------------ */
+/* On the GPU                                                                */
+/* ------------------------------------------------------------------------ */
+
+static double relative_distance(const float *x, const float *reference,
+                                size_t count) {
+  double difference = 0.0, norm = 0.0;
+  for (size_t k = 0; k < count; k++) {
+    difference += ((double)x[k] - reference[k]) * ((double)x[k] - reference[k]);
+    norm += (double)reference[k] * reference[k];
+  }
+  return sqrt(difference / fmax(norm, 1e-300));
+}
+
+/* What one forward and backward pass gives: Ŷ and every dW, db. */
+typedef struct pass_result {
+  float yhat[10 * EXAMPLES];
+  float *gradients[3];
+  size_t gradient_count[3];
+} pass_result;
+
+static const size_t pass_widths[] = {INPUTS, 256, 128, 10};
+
+static void run_pass(nn_model *model, nn_context *ctx, nn_precision precision,
+                     const float *x, const float *y, pass_result *out) {
+  SUPPORT_OK(ctx, nn_model_set_precision(model, precision));
+  cr_assert_eq(nn_model_precision(model), precision);
+  SUPPORT_OK(ctx, nn_model_forward(model, x, EXAMPLES, 1, out->yhat));
+  SUPPORT_OK(ctx, nn_model_backward(model, y, EXAMPLES, 0.0f));
+  for (size_t l = 1; l <= 3; l++) {
+    size_t count = pass_widths[l] * pass_widths[l - 1] + pass_widths[l];
+    out->gradients[l - 1] = calloc(count, sizeof(float));
+    out->gradient_count[l - 1] = count;
+    SUPPORT_OK(ctx, nn_model_get_layer_gradients(
+                        model, l, out->gradients[l - 1],
+                        out->gradients[l - 1] + count - pass_widths[l]));
+  }
+}
+
+static void free_pass(pass_result *pass) {
+  for (size_t l = 0; l < 3; l++)
+    free(pass->gradients[l]);
+}
+
+/* One model, its outputs and gradients in each precision against fp32. */
+Test(fast_paths, products_in_each_precision_are_close_to_fp32) {
+  nn_context *ctx = support_gpu_context_or_skip();
+  nn_model *model = support_model(ctx, pass_widths, 3, NN_ACTIVATION_RELU,
+                                  NN_LOSS_CATEGORICAL_CROSS_ENTROPY);
+  SUPPORT_OK(ctx, nn_model_init(model, NN_INIT_HE, 21));
+  static float x[INPUTS * EXAMPLES], y[10 * EXAMPLES];
+  support_rng rng = support_rng_seeded(4);
+  for (size_t k = 0; k < INPUTS * EXAMPLES; k++)
+    x[k] = (float)support_rng_gaussian(&rng);
+  for (size_t j = 0; j < EXAMPLES; j++)
+    y[j * 10 + j % 10] = 1.0f;
+  static pass_result fp32, tf32, bf16;
+  run_pass(model, ctx, NN_PRECISION_FP32, x, y, &fp32);
+  run_pass(model, ctx, NN_PRECISION_TF32, x, y, &tf32);
+  run_pass(model, ctx, NN_PRECISION_BF16, x, y, &bf16);
+  const struct {
+    const char *name;
+    const pass_result *pass;
+    double tolerance;
+  } cases[] = {{"tf32", &tf32, 5e-3}, {"bf16", &bf16, 3e-2}};
+  for (size_t c = 0; c < 2; c++) {
+    double d = relative_distance(cases[c].pass->yhat, fp32.yhat, 10 * EXAMPLES);
+    cr_assert_leq(d, cases[c].tolerance, "%s: Ŷ off by %g", cases[c].name, d);
+    for (size_t l = 0; l < 3; l++) {
+      d = relative_distance(cases[c].pass->gradients[l], fp32.gradients[l],
+                            fp32.gradient_count[l]);
+      cr_assert_leq(d, cases[c].tolerance, "%s: layer %zu gradients off by %g",
+                    cases[c].name, l + 1, d);
+    }
+  }
+  /* bf16 rounding of 64-wide random inputs cannot leave Ŷ exactly as is:
+   * the path really ran in bf16. */
+  cr_assert_gt(relative_distance(bf16.yhat, fp32.yhat, 10 * EXAMPLES), 0.0);
+  /* Back to fp32: the same bits as the first fp32 pass. */
+  static pass_result again;
+  run_pass(model, ctx, NN_PRECISION_FP32, x, y, &again);
+  cr_assert_eq(memcmp(again.yhat, fp32.yhat, sizeof fp32.yhat), 0);
+  free_pass(&fp32);
+  free_pass(&tf32);
+  free_pass(&bf16);
+  free_pass(&again);
+  nn_model_destroy(model);
+  nn_context_destroy(ctx);
+}
+
+/* The course's planar flower data, 2-64-64-1 ReLU, Adam: the fp32 run on
+ * the CPU reaches ~0.9 training accuracy; every precision on the GPU gets
+ * within 0.03 of the GPU's fp32 run. */
+static double planar_accuracy(nn_context *ctx, nn_precision precision) {
+  nn_dataset *data = support_planar_data(ctx, 11);
+  const size_t widths[] = {2, 64, 64, 1};
+  nn_model *model = support_model(ctx, widths, 3, NN_ACTIVATION_RELU,
+                                  NN_LOSS_BINARY_CROSS_ENTROPY);
+  SUPPORT_OK(ctx, nn_model_init(model, NN_INIT_HE, 5));
+  SUPPORT_OK(ctx, nn_model_set_precision(model, precision));
+  nn_train_options options;
+  nn_train_options_default(&options);
+  options.optimizer.kind = NN_OPTIMIZER_ADAM;
+  options.learning_rate = 0.01f;
+  options.batch_size = 64;
+  options.epochs = 150;
+  options.seed = 2;
+  SUPPORT_OK(ctx, nn_model_train(model, data, &options, NULL));
+  nn_metrics metrics;
+  SUPPORT_OK(ctx, nn_model_evaluate(model, data, &metrics));
+  nn_model_destroy(model);
+  nn_dataset_destroy(data);
+  return metrics.accuracy;
+}
+
+Test(fast_paths, planar_task_learns_on_the_cpu) {
+  nn_context *ctx = support_cpu_context();
+  double accuracy = planar_accuracy(ctx, NN_PRECISION_FP32);
+  cr_assert_geq(accuracy, 0.85, "fp32 accuracy %g", accuracy);
+  nn_context_destroy(ctx);
+}
+
+Test(fast_paths, training_in_each_precision_reaches_fp32_accuracy) {
+  nn_context *ctx = support_gpu_context_or_skip();
+  double fp32 = planar_accuracy(ctx, NN_PRECISION_FP32);
+  cr_assert_geq(fp32, 0.85, "fp32 accuracy %g", fp32);
+  for (int p = NN_PRECISION_TF32; p < NN_PRECISION_COUNT; p++) {
+    double accuracy = planar_accuracy(ctx, (nn_precision)p);
+    cr_assert_geq(accuracy, fp32 - 0.03, "%s accuracy %g, fp32 %g",
+                  nn_precision_name((nn_precision)p), accuracy, fp32);
+  }
+  nn_context_destroy(ctx);
+}
+
+/* Every update of the call is timed by CUDA events, and the times add up to
+ * no more than the call's wall time. */
+Test(fast_paths, gpu_step_times_are_event_intervals) {
+  nn_context *ctx = support_gpu_context_or_skip();
+  enum { m = 512, batch = 32, epochs = 3 };
+  static float x[8 * m], y[m];
+  support_rng rng = support_rng_seeded(9);
+  for (size_t k = 0; k < 8 * m; k++)
+    x[k] = (float)support_rng_uniform(&rng);
+  for (size_t j = 0; j < m; j++)
+    y[j] = x[8 * j] > 0.5f ? 1.0f : 0.0f;
+  nn_dataset *data = NULL;
+  SUPPORT_OK(ctx, nn_dataset_create(ctx, 8, 1, m, x, y, &data));
+  const size_t widths[] = {8, 32, 1};
+  nn_model *model = support_model(ctx, widths, 2, NN_ACTIVATION_RELU,
+                                  NN_LOSS_BINARY_CROSS_ENTROPY);
+  SUPPORT_OK(ctx, nn_model_init(model, NN_INIT_HE, 1));
+  float times[epochs * m / batch];
+  nn_train_options options;
+  nn_train_options_default(&options);
+  options.batch_size = batch;
+  options.epochs = epochs;
+  options.step_times_ms = times;
+  options.step_times_capacity = epochs * m / batch;
+  nn_train_summary summary;
+  struct timespec start, end;
+  clock_gettime(CLOCK_MONOTONIC, &start);
+  SUPPORT_OK(ctx, nn_model_train(model, data, &options, &summary));
+  clock_gettime(CLOCK_MONOTONIC, &end);
+  double wall_ms = 1e3 * (double)(end.tv_sec - start.tv_sec) +
+                   1e-6 * (double)(end.tv_nsec - start.tv_nsec);
+  cr_assert_eq(summary.steps_timed, epochs * m / batch);
+  double total = 0.0;
+  for (size_t i = 0; i < summary.steps_timed; i++) {
+    cr_assert(isfinite(times[i]) && times[i] > 0.0f, "step %zu: %g", i,
+              (double)times[i]);
+    total += times[i];
+  }
+  cr_assert_leq(total, wall_ms, "steps %g ms in a call of %g ms", total,
+                wall_ms);
+  nn_model_destroy(model);
+  nn_dataset_destroy(data);
+  nn_context_destroy(ctx);
+}
