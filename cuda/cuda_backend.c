@@ -34,6 +34,7 @@ static void cuda_destroy(nnlib_backend *backend) {
     cublasDestroy(cuda->cublas);
   cudaFree(cuda->cublas_workspace);
   cudaFree(cuda->reduction_scratch);
+  cudaFree(cuda->update_constants);
   if (cuda->copy)
     cudaStreamDestroy(cuda->copy);
   if (cuda->compute)
@@ -90,9 +91,16 @@ static nn_status create_cublas(nnlib_cuda_backend *cuda, nn_context *ctx) {
 static nn_status create_reduction_buffers(nnlib_cuda_backend *cuda,
                                           nn_context *ctx) {
   const size_t bytes = NNLIB_CUDA_REDUCTION_DOUBLES * sizeof(double);
-  return nnlib_cuda_check_allocation(
+  nn_status status = nnlib_cuda_check_allocation(
       ctx, cudaMalloc((void **)&cuda->reduction_scratch, bytes), "cudaMalloc",
       bytes, true, __FILE__, __LINE__);
+  if (status == NN_OK)
+    status = nnlib_cuda_check_allocation(
+        ctx,
+        cudaMalloc((void **)&cuda->update_constants,
+                   sizeof *cuda->update_constants),
+        "cudaMalloc", sizeof *cuda->update_constants, true, __FILE__, __LINE__);
+  return status;
 }
 
 static const nnlib_backend_ops cuda_ops = {
@@ -129,7 +137,13 @@ static const nnlib_backend_ops cuda_ops = {
     .activation_backward = nnlib_cuda_activation_backward,
     .dense_backward = nnlib_cuda_dense_backward,
     .sum_squares = nnlib_cuda_sum_squares,
-    .optimizer_step = nnlib_cuda_optimizer_step,
+    .optimizer_stage = nnlib_cuda_optimizer_stage,
+    .optimizer_apply = nnlib_cuda_optimizer_apply,
+    .copy = nnlib_cuda_copy,
+    .graph_capture_begin = nnlib_cuda_graph_capture_begin,
+    .graph_capture_end = nnlib_cuda_graph_capture_end,
+    .graph_launch = nnlib_cuda_graph_launch,
+    .graph_destroy = nnlib_cuda_graph_destroy,
 };
 
 nn_status nnlib_cuda_backend_create(nn_context *ctx, int device_index,

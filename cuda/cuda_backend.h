@@ -55,6 +55,7 @@ typedef struct nnlib_cuda_backend {
   cublasHandle_t cublas;     /* bound to compute, with cublas_workspace */
   void *cublas_workspace;    /* NNLIB_CUDA_CUBLAS_WORKSPACE_BYTES, device */
   double *reduction_scratch; /* NNLIB_CUDA_REDUCTION_DOUBLES, device */
+  nnlib_update_constants *update_constants; /* device: the staged step */
 
   /* gather_columns: slot s holds indices [s * capacity, (s+1) * capacity)
    * of both buffers; its event is recorded after its host-to-device copy,
@@ -149,6 +150,8 @@ nn_status nnlib_cuda_upload(nnlib_backend *backend, nn_context *ctx, float *dst,
                             const float *host_src, size_t count);
 nn_status nnlib_cuda_download(nnlib_backend *backend, nn_context *ctx,
                               float *host_dst, const float *src, size_t count);
+nn_status nnlib_cuda_copy(nnlib_backend *backend, nn_context *ctx, float *dst,
+                          const float *src, size_t count);
 nn_status nnlib_cuda_host_alloc(nnlib_backend *backend, nn_context *ctx,
                                 size_t count, float **out);
 void nnlib_cuda_host_release(nnlib_backend *backend, float *memory);
@@ -242,11 +245,21 @@ nn_status nnlib_cuda_sum_squares(nnlib_backend *backend, nn_context *ctx,
                                  const float *x, size_t count, double *sum);
 
 /* optimizers.cu */
-nn_status nnlib_cuda_optimizer_step(nnlib_backend *backend, nn_context *ctx,
-                                    const nnlib_optimizer_step *step,
-                                    float *parameters, const float *gradients,
-                                    float *first_moment, float *second_moment,
-                                    size_t count);
+nn_status nnlib_cuda_optimizer_stage(nnlib_backend *backend, nn_context *ctx,
+                                     const nnlib_optimizer_step *step);
+nn_status nnlib_cuda_optimizer_apply(nnlib_backend *backend, nn_context *ctx,
+                                     float *parameters, const float *gradients,
+                                     float *first_moment, float *second_moment,
+                                     size_t count);
+
+/* graphs.c: capture of the compute stream into a CUDA graph, and replay. */
+nn_status nnlib_cuda_graph_capture_begin(nnlib_backend *backend,
+                                         nn_context *ctx);
+nn_status nnlib_cuda_graph_capture_end(nnlib_backend *backend, nn_context *ctx,
+                                       bool keep, nnlib_graph *out);
+nn_status nnlib_cuda_graph_launch(nnlib_backend *backend, nn_context *ctx,
+                                  nnlib_graph graph);
+void nnlib_cuda_graph_destroy(nnlib_backend *backend, nnlib_graph graph);
 
 #ifdef __cplusplus
 }

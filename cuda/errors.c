@@ -139,6 +139,12 @@ nn_status nnlib_curand_check(nn_context *ctx, curandStatus_t status,
                     curand_status_name(status), (int)status);
 }
 
+/* Sets the device only when it is not already current: cheaper, and
+ * nothing but a query while the stream is being captured into a graph. */
 nn_status nnlib_cuda_use_device(nnlib_cuda_backend *cuda, nn_context *ctx) {
+  int current = -1;
+  if (cudaGetDevice(&current) == cudaSuccess && current == cuda->device)
+    return NN_OK;
+  (void)cudaGetLastError();
   return NNLIB_CUDA_CHECK(ctx, cudaSetDevice(cuda->device));
 }

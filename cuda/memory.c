@@ -93,6 +93,21 @@ nn_status nnlib_cuda_download(nnlib_backend *backend, nn_context *ctx,
                        cudaMemcpyDeviceToHost);
 }
 
+/* Device to device on the compute stream; nothing waits for it. */
+nn_status nnlib_cuda_copy(nnlib_backend *backend, nn_context *ctx, float *dst,
+                          const float *src, size_t count) {
+  nnlib_cuda_backend *cuda = nnlib_cuda(backend);
+  size_t bytes = 0;
+  nn_status status = float_bytes(ctx, "cudaMemcpyAsync", count, &bytes);
+  if (status == NN_OK)
+    status = nnlib_cuda_use_device(cuda, ctx);
+  if (status == NN_OK && bytes > 0 && dst != src)
+    status = NNLIB_CUDA_CHECK(ctx, cudaMemcpyAsync(dst, src, bytes,
+                                                   cudaMemcpyDeviceToDevice,
+                                                   cuda->compute));
+  return status;
+}
+
 /* Pinned (page-locked) host memory: what cudaMemcpyAsync needs to copy
  * without blocking the host. */
 nn_status nnlib_cuda_host_alloc(nnlib_backend *backend, nn_context *ctx,

@@ -9,14 +9,23 @@
 
 #include <math.h>
 
+/* *staged = constants: the step's constants, put in device memory in
+ * stream order so that a replayed graph's optimizer_kernel reads each
+ * step's own. One thread. */
+static __global__ void stage_constants_kernel(nnlib_update_constants constants,
+                                              nnlib_update_constants *staged) {
+  *staged = constants;
+}
+
 /* Over the arena (count floats; parameters, gradients and both moments
  * share its layout), one thread per element, grid-stride: the update of
- * host/elementwise.h, the CPU backend's own. */
-static __global__ void optimizer_kernel(nnlib_update_constants constants,
+ * host/elementwise.h, the CPU backend's own, with the staged constants. */
+static __global__ void optimizer_kernel(const nnlib_update_constants *staged,
                                         float *parameters,
                                         const float *gradients,
                                         float *first_moment,
                                         float *second_moment, size_t count) {
+  const nnlib_update_constants constants = *staged;
   NNLIB_GRID_STRIDE_LOOP(k, count) {
     nnlib_update_parameter(&constants, gradients[k], &parameters[k],
                            &first_moment[k], &second_moment[k]);
@@ -24,17 +33,29 @@ static __global__ void optimizer_kernel(nnlib_update_constants constants,
 }
 
 extern "C" nn_status
-nnlib_cuda_optimizer_step(nnlib_backend *backend, nn_context *ctx,
-                          const nnlib_optimizer_step *step, float *parameters,
-                          const float *gradients, float *first_moment,
-                          float *second_moment, size_t count) {
+nnlib_cuda_optimizer_stage(nnlib_backend *backend, nn_context *ctx,
+                           const nnlib_optimizer_step *step) {
+  nnlib_cuda_backend *cuda = nnlib_cuda(backend);
+  nn_status status = nnlib_cuda_use_device(cuda, ctx);
+  if (status != NN_OK)
+    return status;
+  stage_constants_kernel<<<1, 1, 0, cuda->compute>>>(
+      nnlib_optimizer_constants(step), cuda->update_constants);
+  return NNLIB_CUDA_CHECK_LAUNCH(ctx, stage_constants_kernel);
+}
+
+extern "C" nn_status
+nnlib_cuda_optimizer_apply(nnlib_backend *backend, nn_context *ctx,
+                           float *parameters, const float *gradients,
+                           float *first_moment, float *second_moment,
+                           size_t count) {
   nnlib_cuda_backend *cuda = nnlib_cuda(backend);
   nn_status status = nnlib_cuda_use_device(cuda, ctx);
   if (status != NN_OK || count == 0)
     return status;
   optimizer_kernel<<<nnlib_cuda_blocks(count), NNLIB_CUDA_THREADS, 0,
-                     cuda->compute>>>(nnlib_optimizer_constants(step),
-                                      parameters, gradients, first_moment,
-                                      second_moment, count);
+                     cuda->compute>>>(cuda->update_constants, parameters,
+                                      gradients, first_moment, second_moment,
+                                      count);
   return NNLIB_CUDA_CHECK_LAUNCH(ctx, optimizer_kernel);
 }

@@ -173,12 +173,33 @@ typedef struct nnlib_backend_ops {
   nn_status (*sum_squares)(nnlib_backend *backend, nn_context *ctx,
                            const float *x, size_t count, double *sum);
 
-  /* One optimizer step over the whole arena (count floats). */
-  nn_status (*optimizer_step)(nnlib_backend *backend, nn_context *ctx,
-                              const nnlib_optimizer_step *step,
-                              float *parameters, const float *gradients,
-                              float *first_moment, float *second_moment,
-                              size_t count);
+  /* One optimizer step over the whole arena (count floats), in two parts:
+   * optimizer_stage puts the step's constants (learning rate, Adam's bias
+   * corrections) where optimizer_apply reads them — backend memory, in
+   * stream order — so that a captured step (a CUDA graph) replays the
+   * update with each step's constants. */
+  nn_status (*optimizer_stage)(nnlib_backend *backend, nn_context *ctx,
+                               const nnlib_optimizer_step *step);
+  nn_status (*optimizer_apply)(nnlib_backend *backend, nn_context *ctx,
+                               float *parameters, const float *gradients,
+                               float *first_moment, float *second_moment,
+                               size_t count);
+
+  /* dst = src, count floats of backend memory, in stream order. */
+  nn_status (*copy)(nnlib_backend *backend, nn_context *ctx, float *dst,
+                    const float *src, size_t count);
+
+  /* Step graphs (NULL on a backend without them): everything issued on the
+   * compute stream between graph_capture_begin and graph_capture_end is
+   * recorded, not run; graph_launch replays it. graph_capture_end always
+   * ends the capture; with keep false it discards what was recorded (a
+   * call failed during the capture). */
+  nn_status (*graph_capture_begin)(nnlib_backend *backend, nn_context *ctx);
+  nn_status (*graph_capture_end)(nnlib_backend *backend, nn_context *ctx,
+                                 bool keep, nnlib_graph *out);
+  nn_status (*graph_launch)(nnlib_backend *backend, nn_context *ctx,
+                            nnlib_graph graph);
+  void (*graph_destroy)(nnlib_backend *backend, nnlib_graph graph);
 } nnlib_backend_ops;
 
 struct nnlib_backend {

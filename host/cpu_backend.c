@@ -355,14 +355,25 @@ static nn_status cpu_sum_squares(nnlib_backend *backend, nn_context *ctx,
   return NN_OK;
 }
 
-static nn_status cpu_optimizer_step(nnlib_backend *backend, nn_context *ctx,
-                                    const nnlib_optimizer_step *step,
-                                    float *parameters, const float *gradients,
-                                    float *first_moment, float *second_moment,
-                                    size_t count) {
-  (void)backend;
+/* The CPU backend's state: the staged optimizer constants. */
+typedef struct cpu_backend {
+  nnlib_backend base; /* first: the scheduler holds a nnlib_backend * */
+  nnlib_update_constants staged;
+} cpu_backend;
+
+static nn_status cpu_optimizer_stage(nnlib_backend *backend, nn_context *ctx,
+                                     const nnlib_optimizer_step *step) {
   (void)ctx;
-  const nnlib_update_constants constants = nnlib_optimizer_constants(step);
+  ((cpu_backend *)backend)->staged = nnlib_optimizer_constants(step);
+  return NN_OK;
+}
+
+static nn_status cpu_optimizer_apply(nnlib_backend *backend, nn_context *ctx,
+                                     float *parameters, const float *gradients,
+                                     float *first_moment, float *second_moment,
+                                     size_t count) {
+  (void)ctx;
+  const nnlib_update_constants constants = ((cpu_backend *)backend)->staged;
   for (size_t k = 0; k < count; k++)
     nnlib_update_parameter(&constants, gradients[k], &parameters[k],
                            &first_moment[k], &second_moment[k]);
@@ -500,16 +511,18 @@ static const nnlib_backend_ops cpu_ops = {
     .activation_backward = cpu_activation_backward,
     .dense_backward = cpu_dense_backward,
     .sum_squares = cpu_sum_squares,
-    .optimizer_step = cpu_optimizer_step,
+    .optimizer_stage = cpu_optimizer_stage,
+    .optimizer_apply = cpu_optimizer_apply,
+    .copy = cpu_copy,
 };
 
 nn_status nnlib_cpu_backend_create(nn_context *ctx, nnlib_backend **out) {
-  nnlib_backend *backend = NULL;
+  cpu_backend *backend = NULL;
   nn_status status =
       nnlib_host_alloc(ctx, 1, sizeof *backend, (void **)&backend);
   if (status != NN_OK)
     return status;
-  backend->ops = &cpu_ops;
-  *out = backend;
+  backend->base.ops = &cpu_ops;
+  *out = &backend->base;
   return NN_OK;
 }

@@ -119,6 +119,8 @@ typedef struct nnlib_layer {
 typedef void *nnlib_rng;
 /* A point in a backend's streams (cudaEvent_t on the GPU). */
 typedef void *nnlib_event;
+/* A recorded training step, replayed as one launch (cudaGraphExec_t). */
+typedef void *nnlib_graph;
 
 struct nn_model {
   nn_context *ctx;
@@ -195,6 +197,18 @@ nn_status nnlib_backward(nn_model *model, const float *targets, size_t m,
                          float l2_lambda);
 nn_status nnlib_update(nn_model *model, const nn_optimizer_settings *settings,
                        float learning_rate);
+/* nnlib_update in its two halves: the constants of the model's next step
+ * (counting it), then the update that reads them. */
+nn_status nnlib_stage_update(nn_model *model,
+                             const nn_optimizer_settings *settings,
+                             float learning_rate);
+nn_status nnlib_apply_update(nn_model *model);
+/* A whole training step on one batch in backend memory, after
+ * nnlib_stage_update: forward (with dropout), the cost record into
+ * `record` (nnlib_cost_record), backward, the update. */
+nn_status nnlib_step_body(nn_model *model, const float *input,
+                          const float *targets, size_t m, float l2_lambda,
+                          double *record);
 
 /* Checks that targets (n[L] × m) suit the model's loss; names the first bad
  * element. */

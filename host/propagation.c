@@ -163,8 +163,9 @@ nn_status nnlib_check_optimizer(nn_context *ctx, const char *call,
   return NN_OK;
 }
 
-nn_status nnlib_update(nn_model *model, const nn_optimizer_settings *settings,
-                       float learning_rate) {
+nn_status nnlib_stage_update(nn_model *model,
+                             const nn_optimizer_settings *settings,
+                             float learning_rate) {
   nnlib_optimizer_step step = {
       .kind = settings->kind,
       .learning_rate = learning_rate,
@@ -173,14 +174,38 @@ nn_status nnlib_update(nn_model *model, const nn_optimizer_settings *settings,
       .epsilon = settings->epsilon,
       .step = model->optimizer_step + 1,
   };
-  nn_status status = NNLIB_OPS(model)->optimizer_step(
-      NNLIB_BACKEND(model), model->ctx, &step, model->parameters,
-      model->gradients, model->first_moment, model->second_moment,
-      model->parameter_count);
+  nn_status status = NNLIB_OPS(model)->optimizer_stage(NNLIB_BACKEND(model),
+                                                       model->ctx, &step);
   if (status == NN_OK)
     model->optimizer_step++;
+  return status;
+}
+
+nn_status nnlib_apply_update(nn_model *model) {
+  nn_status status = NNLIB_OPS(model)->optimizer_apply(
+      NNLIB_BACKEND(model), model->ctx, model->parameters, model->gradients,
+      model->first_moment, model->second_moment, model->parameter_count);
   model->forward_examples = 0;
   model->backward_examples = 0;
+  return status;
+}
+
+nn_status nnlib_update(nn_model *model, const nn_optimizer_settings *settings,
+                       float learning_rate) {
+  nn_status status = nnlib_stage_update(model, settings, learning_rate);
+  return status == NN_OK ? nnlib_apply_update(model) : status;
+}
+
+nn_status nnlib_step_body(nn_model *model, const float *input,
+                          const float *targets, size_t m, float l2_lambda,
+                          double *record) {
+  nn_status status = nnlib_forward(model, input, m, true);
+  if (status == NN_OK)
+    status = nnlib_cost_record(model, targets, m, l2_lambda, record);
+  if (status == NN_OK)
+    status = nnlib_backward(model, targets, m, l2_lambda);
+  if (status == NN_OK)
+    status = nnlib_apply_update(model);
   return status;
 }
 

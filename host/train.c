@@ -6,6 +6,7 @@
  */
 #include "backend.h"
 #include "feeder.h"
+#include "step_graphs.h"
 #include "step_log.h"
 
 #include <math.h>
@@ -48,6 +49,7 @@ typedef struct training_run {
   float *initial_parameters; /* restored if training fails */
   float *best_parameters;    /* for early stopping */
   nnlib_step_log *step_log;  /* costs (and times) not read yet */
+  nnlib_step_graphs *graphs; /* NULL: every step runs eagerly */
   nn_train_state position;   /* where the run is; resumable */
   float learning_rate;       /* this epoch's */
   bool reached_max_iterations;
@@ -189,6 +191,9 @@ static nn_status prepare_run(training_run *run, const nn_dataset *data) {
     status = start_best_parameters(run);
   if (status == NN_OK)
     status = create_step_log(run);
+  if (status == NN_OK)
+    status = nnlib_step_graphs_create(model, run->options->step_graphs,
+                                      &run->graphs);
   return status;
 }
 
@@ -197,6 +202,7 @@ static void finish_run(training_run *run) {
   nn_dataset_destroy(run->validation);
   nnlib_feeder_destroy(run->feeder);
   nnlib_step_log_destroy(run->step_log);
+  nnlib_step_graphs_destroy(run->graphs);
   free(run->order);
   free(run->initial_parameters);
   free(run->best_parameters);
@@ -209,21 +215,24 @@ static int report(const training_run *run, const nn_progress *progress) {
 }
 
 /* Issues forward, cost (before the update, as the notes log it), backward
- * and update for the next batch; the cost stays in the step log. */
+ * and update for the next batch — as one graph launch when it can — with
+ * the cost left in the step log. */
 static nn_status train_batch(training_run *run, size_t *count) {
   nn_model *model = run->model;
   const nn_train_options *options = run->options;
   const float *input = NULL, *targets = NULL;
+  double *record = nnlib_step_log_next_record(run->step_log);
   nn_status status = nnlib_feeder_next(run->feeder, &input, &targets, count);
   if (status == NN_OK)
-    status = nnlib_forward(model, input, *count, true);
-  if (status == NN_OK)
-    status = nnlib_cost_record(model, targets, *count, options->l2_lambda,
-                               nnlib_step_log_next_record(run->step_log));
-  if (status == NN_OK)
-    status = nnlib_backward(model, targets, *count, options->l2_lambda);
-  if (status == NN_OK)
-    status = nnlib_update(model, &options->optimizer, run->learning_rate);
+    status = nnlib_stage_update(model, &options->optimizer, run->learning_rate);
+  bool graphed = false;
+  if (status == NN_OK && run->graphs)
+    status = nnlib_step_graphs_run(run->graphs, input, targets, *count,
+                                   options->l2_lambda, record, &graphed);
+  else if (status == NN_OK)
+    status = nnlib_step_body(model, input, targets, *count, options->l2_lambda,
+                             record);
+  run->summary.steps_graphed += graphed;
   if (status == NN_OK)
     status = nnlib_feeder_release(run->feeder);
   return status;

@@ -411,6 +411,17 @@ typedef enum nn_data_placement {
                         batches are gathered there */
 } nn_data_placement;
 
+/* Whether each training step (forward, loss, backward, update) is
+ * captured once into a CUDA graph and replayed as one launch. The results
+ * are the same bits either way; graphs save the per-kernel launch cost that
+ * dominates small models. */
+typedef enum nn_step_graphs {
+  NN_STEP_GRAPHS_AUTO = 0, /* on where they apply: a CUDA context and no
+                              dropout (whose masks come from cuRAND's
+                              host-side stream state) */
+  NN_STEP_GRAPHS_OFF       /* every kernel launched one by one */
+} nn_step_graphs;
+
 /* Where a training run is, to continue it exactly: the costs logged after
  * resuming equal those of an uninterrupted run with the same seed. Every
  * random stream (split, shuffle, dropout) is derived from the seed and the
@@ -468,6 +479,7 @@ typedef struct nn_train_options {
                                  clock. Written by the time nn_model_train
                                  returns. */
   size_t step_times_capacity; /* steps beyond it are not timed */
+  nn_step_graphs step_graphs; /* default NN_STEP_GRAPHS_AUTO */
 } nn_train_options;
 
 /* Fills the defaults: gd, α 0.0075, β1 0.9, β2 0.999, ε 1e-8, full batch,
@@ -486,6 +498,7 @@ typedef struct nn_train_summary {
   int stopped_early;           /* early stopping triggered */
   int data_resident;           /* 1 if the data was resident, 0 streamed */
   size_t steps_timed;          /* entries written to options.step_times_ms */
+  size_t steps_graphed;        /* steps run as CUDA graph launches */
   nn_train_state state;        /* where training ended: after a stop by the
                                   callback, pass it as options.resume to go
                                   on from the next batch */

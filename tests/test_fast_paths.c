@@ -232,3 +232,98 @@ Test(fast_paths, gpu_step_times_are_event_intervals) {
   nn_dataset_destroy(data);
   nn_context_destroy(ctx);
 }
+
+/* ------------------------------------------------------------------------ */
+/* Step graphs                                                               */
+/* ------------------------------------------------------------------------ */
+
+typedef struct graph_run {
+  double epoch_costs[4];
+  float parameters[2 * 64 + 64 + 64 * 64 + 64 + 64 + 1];
+  nn_train_summary summary;
+} graph_run;
+
+static int keep_epoch_cost(const nn_progress *progress, void *user_data) {
+  graph_run *run = user_data;
+  if (progress->epoch_end && progress->epoch < 4)
+    run->epoch_costs[progress->epoch] = progress->cost;
+  return 0;
+}
+
+/* Planar data, 2-64-64-1, Adam with L2 and decay, batches of 64 with a
+ * short last one (400 = 6 · 64 + 16): two graph shapes per buffer. */
+static void train_planar(nn_context *ctx, nn_step_graphs graphs,
+                         nn_data_placement placement, float dropout,
+                         graph_run *out) {
+  nn_dataset *data = support_planar_data(ctx, 3);
+  nn_layer_spec layers[] = {{64, NN_ACTIVATION_RELU, dropout},
+                            {64, NN_ACTIVATION_TANH, 0.0f},
+                            {1, NN_ACTIVATION_SIGMOID, 0.0f}};
+  nn_model_spec spec = {2, 3, layers, NN_LOSS_BINARY_CROSS_ENTROPY};
+  nn_model *model = NULL;
+  SUPPORT_OK(ctx, nn_model_create(ctx, &spec, &model));
+  SUPPORT_OK(ctx, nn_model_init(model, NN_INIT_HE, 8));
+  nn_train_options options;
+  nn_train_options_default(&options);
+  options.optimizer.kind = NN_OPTIMIZER_ADAM;
+  options.learning_rate = 0.01f;
+  options.decay_rate = 0.5f;
+  options.l2_lambda = 0.01f;
+  options.batch_size = 64;
+  options.epochs = 4;
+  options.step_graphs = graphs;
+  options.data_placement = placement;
+  options.callback = keep_epoch_cost;
+  options.callback_user_data = out;
+  SUPPORT_OK(ctx, nn_model_train(model, data, &options, &out->summary));
+  cr_assert_eq(nn_model_parameter_count(model),
+               sizeof out->parameters / sizeof(float));
+  SUPPORT_OK(ctx, nn_model_get_parameters(model, out->parameters,
+                                          nn_model_parameter_count(model)));
+  nn_model_destroy(model);
+  nn_dataset_destroy(data);
+}
+
+static void assert_same_run(const graph_run *a, const graph_run *b,
+                            const char *what) {
+  cr_assert_eq(memcmp(a->epoch_costs, b->epoch_costs, sizeof a->epoch_costs), 0,
+               "%s: epoch costs differ", what);
+  cr_assert_eq(memcmp(a->parameters, b->parameters, sizeof a->parameters), 0,
+               "%s: parameters differ", what);
+}
+
+Test(fast_paths, cpu_runs_no_graphs) {
+  nn_context *ctx = support_cpu_context();
+  static graph_run run;
+  train_planar(ctx, NN_STEP_GRAPHS_AUTO, NN_DATA_AUTO, 0.0f, &run);
+  cr_assert_eq(run.summary.steps_graphed, 0);
+  cr_assert_eq(run.summary.iterations_run, 4 * 7);
+  nn_context_destroy(ctx);
+}
+
+/* The same bits with and without graphs, resident and streamed (each
+ * with its own buffers to key graphs on), and the steps really graphed. */
+Test(fast_paths, graphed_steps_give_the_bits_of_eager_ones) {
+  nn_context *ctx = support_gpu_context_or_skip();
+  static graph_run eager, graphed, streamed;
+  train_planar(ctx, NN_STEP_GRAPHS_OFF, NN_DATA_RESIDENT, 0.0f, &eager);
+  train_planar(ctx, NN_STEP_GRAPHS_AUTO, NN_DATA_RESIDENT, 0.0f, &graphed);
+  train_planar(ctx, NN_STEP_GRAPHS_AUTO, NN_DATA_STREAMING, 0.0f, &streamed);
+  cr_assert_eq(eager.summary.steps_graphed, 0);
+  cr_assert_eq(graphed.summary.steps_graphed, 4 * 7,
+               "every step of a resident run replays a graph");
+  cr_assert_eq(streamed.summary.steps_graphed, 4 * 7);
+  assert_same_run(&graphed, &eager, "resident, graphs against eager");
+  assert_same_run(&streamed, &eager, "streamed, graphs against eager");
+  nn_context_destroy(ctx);
+}
+
+/* Dropout masks come from cuRAND's host-side stream position, which a
+ * replayed graph would freeze: those runs stay eager. */
+Test(fast_paths, dropout_runs_stay_eager) {
+  nn_context *ctx = support_gpu_context_or_skip();
+  static graph_run run;
+  train_planar(ctx, NN_STEP_GRAPHS_AUTO, NN_DATA_RESIDENT, 0.2f, &run);
+  cr_assert_eq(run.summary.steps_graphed, 0);
+  nn_context_destroy(ctx);
+}

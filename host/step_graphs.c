@@ -1,0 +1,138 @@
+/*
+ * step_graphs.c — capture and replay of training steps (see step_graphs.h).
+ */
+#include "step_graphs.h"
+
+#include "backend.h"
+
+#include <stdlib.h>
+
+#define GRAPH_CACHE_SIZE 4
+
+/* What a captured graph reads and writes: replaying it is right only while
+ * all of these are what they were at capture. */
+typedef struct graph_key {
+  const float *input, *targets;
+  size_t m;
+  float l2_lambda;
+  const float *activations, *bf16_scratch;
+} graph_key;
+
+typedef struct graph_entry {
+  graph_key key;
+  nnlib_graph graph; /* NULL: free */
+} graph_entry;
+
+struct nnlib_step_graphs {
+  nn_model *model;
+  graph_entry entries[GRAPH_CACHE_SIZE];
+};
+
+static bool any_dropout(const nn_model *model) {
+  for (size_t l = 0; l < model->layer_count; l++)
+    if (model->layers[l].dropout > 0.0f)
+      return true;
+  return false;
+}
+
+nn_status nnlib_step_graphs_create(nn_model *model, nn_step_graphs setting,
+                                   nnlib_step_graphs **out) {
+  *out = NULL;
+  if (setting == NN_STEP_GRAPHS_OFF || !NNLIB_OPS(model)->graph_capture_begin ||
+      any_dropout(model))
+    return NN_OK;
+  nnlib_step_graphs *graphs = NULL;
+  nn_status status =
+      nnlib_host_alloc(model->ctx, 1, sizeof *graphs, (void **)&graphs);
+  if (status == NN_OK) {
+    graphs->model = model;
+    *out = graphs;
+  }
+  return status;
+}
+
+void nnlib_step_graphs_destroy(nnlib_step_graphs *graphs) {
+  if (!graphs)
+    return;
+  nnlib_backend *backend = NNLIB_BACKEND(graphs->model);
+  for (size_t e = 0; e < GRAPH_CACHE_SIZE; e++)
+    if (graphs->entries[e].graph)
+      backend->ops->graph_destroy(backend, graphs->entries[e].graph);
+  free(graphs);
+}
+
+static bool same_key(const graph_key *a, const graph_key *b) {
+  return a->input == b->input && a->targets == b->targets && a->m == b->m &&
+         a->l2_lambda == b->l2_lambda && a->activations == b->activations &&
+         a->bf16_scratch == b->bf16_scratch;
+}
+
+/* The entry for key: its own, else a free one, else NULL. Entries whose
+ * arenas have moved (the activation arena regrown) are dropped first. */
+static graph_entry *find_entry(nnlib_step_graphs *graphs,
+                               const graph_key *key) {
+  nnlib_backend *backend = NNLIB_BACKEND(graphs->model);
+  graph_entry *free_entry = NULL;
+  for (size_t e = 0; e < GRAPH_CACHE_SIZE; e++) {
+    graph_entry *entry = &graphs->entries[e];
+    if (entry->graph && (entry->key.activations != key->activations ||
+                         entry->key.bf16_scratch != key->bf16_scratch)) {
+      backend->ops->graph_destroy(backend, entry->graph);
+      entry->graph = NULL;
+    }
+    if (entry->graph && same_key(&entry->key, key))
+      return entry;
+    if (!entry->graph && !free_entry)
+      free_entry = entry;
+  }
+  return free_entry;
+}
+
+/* Records the step body into entry->graph; the capture is ended whatever
+ * happens, so the stream is never left capturing. */
+static nn_status capture(nnlib_step_graphs *graphs, graph_entry *entry,
+                         const graph_key *key) {
+  nn_model *model = graphs->model;
+  nnlib_backend *backend = NNLIB_BACKEND(model);
+  nn_status status = backend->ops->graph_capture_begin(backend, model->ctx);
+  if (status != NN_OK)
+    return status;
+  nn_status body = nnlib_step_body(model, key->input, key->targets, key->m,
+                                   key->l2_lambda, model->cost_scratch);
+  status = backend->ops->graph_capture_end(backend, model->ctx, body == NN_OK,
+                                           &entry->graph);
+  if (body != NN_OK)
+    return body;
+  if (status == NN_OK)
+    entry->key = *key;
+  return status;
+}
+
+nn_status nnlib_step_graphs_run(nnlib_step_graphs *graphs, const float *input,
+                                const float *targets, size_t m, float l2_lambda,
+                                double *record, bool *graphed) {
+  nn_model *model = graphs->model;
+  nnlib_backend *backend = NNLIB_BACKEND(model);
+  const graph_key key = {input,
+                         targets,
+                         m,
+                         l2_lambda,
+                         model->activation_arena,
+                         model->bf16_scratch};
+  graph_entry *entry = find_entry(graphs, &key);
+  *graphed = entry != NULL;
+  if (!entry)
+    return nnlib_step_body(model, input, targets, m, l2_lambda, record);
+  nn_status status = NN_OK;
+  if (!entry->graph)
+    status = capture(graphs, entry, &key);
+  if (status == NN_OK)
+    status = backend->ops->graph_launch(backend, model->ctx, entry->graph);
+  /* The record, from the graph's fixed scratch to the step's slot. */
+  if (status == NN_OK)
+    status = backend->ops->copy(
+        backend, model->ctx, (float *)(void *)record,
+        (const float *)(const void *)model->cost_scratch,
+        2 * (l2_lambda > 0.0f ? NNLIB_COST_RECORD_DOUBLES(model) : 1));
+  return status;
+}
