@@ -32,6 +32,7 @@ typedef struct bench_config {
   const char *precision;       /* "fp32", "tf32" or "bf16" */
   nn_precision precision_kind; /* the same, for the library */
   nn_data_placement placement; /* RESIDENT or STREAMING */
+  nn_step_graphs step_graphs;  /* AUTO (the library's default) or OFF */
   nn_optimizer optimizer;
   size_t warmup_steps, timed_steps;
   nn_backend_kind device;
@@ -125,6 +126,8 @@ typedef struct bench_measurement {
   double *epoch_start_seconds; /* first steps of an epoch, not in the stats */
   size_t epoch_start_count;
   bool data_resident;
+  size_t steps_graphed; /* of the whole run, warmup included */
+  size_t steps_run;
   bench_device_memory memory;
 } bench_measurement;
 

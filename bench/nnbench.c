@@ -87,6 +87,10 @@ static void usage(FILE *out) {
       "  --precision fp32|tf32|bf16    the matrix products' precision "
       "(tf32, bf16:\n"
       "                                CUDA only) [fp32]\n"
+      "  --graphs auto|off             each step as one CUDA graph launch "
+      "where it\n"
+      "                                applies, or every kernel launched "
+      "[auto]\n"
       "  --data resident|stream        data on the device, or streamed from "
       "pinned\n"
       "                                host memory [resident]\n"
@@ -185,6 +189,18 @@ static bool parse_placement(const char *text, nn_data_placement *placement) {
   return true;
 }
 
+static bool parse_graphs(const char *text, nn_step_graphs *graphs) {
+  if (strcmp(text, "auto") == 0)
+    *graphs = NN_STEP_GRAPHS_AUTO;
+  else if (strcmp(text, "off") == 0)
+    *graphs = NN_STEP_GRAPHS_OFF;
+  else {
+    cli_error(program, "--graphs: '%s' is not auto or off", text);
+    return false;
+  }
+  return true;
+}
+
 static bool parse_optimizer(const char *text, nn_optimizer *optimizer) {
   if (nn_optimizer_from_name(text, optimizer) == NN_OK)
     return true;
@@ -198,6 +214,7 @@ enum flag {
   FLAG_LAYERS,
   FLAG_BATCH,
   FLAG_PRECISION,
+  FLAG_GRAPHS,
   FLAG_DATA,
   FLAG_OPTIMIZER,
   FLAG_WARMUP,
@@ -213,6 +230,7 @@ static const struct option long_options[] = {
     {"layers", required_argument, NULL, FLAG_LAYERS},
     {"batch", required_argument, NULL, FLAG_BATCH},
     {"precision", required_argument, NULL, FLAG_PRECISION},
+    {"graphs", required_argument, NULL, FLAG_GRAPHS},
     {"data", required_argument, NULL, FLAG_DATA},
     {"optimizer", required_argument, NULL, FLAG_OPTIMIZER},
     {"warmup", required_argument, NULL, FLAG_WARMUP},
@@ -243,6 +261,8 @@ static bool apply_flag(int flag, const char *value, bench_config *config,
     return parse_batch(value, &config->batch_size);
   case FLAG_PRECISION:
     return parse_precision(value, config);
+  case FLAG_GRAPHS:
+    return parse_graphs(value, &config->step_graphs);
   case FLAG_DATA:
     return parse_placement(value, &config->placement);
   case FLAG_OPTIMIZER:

@@ -68,6 +68,11 @@ static void add_run(cJSON *root, const bench_report *report) {
   cJSON_AddStringToObject(run, "precision", config->precision);
   cJSON_AddStringToObject(
       run, "data", report->measurement->data_resident ? "resident" : "stream");
+  cJSON_AddStringToObject(run, "step_graphs",
+                          config->step_graphs == NN_STEP_GRAPHS_OFF ? "off"
+                                                                    : "auto");
+  add_number(run, "steps_graphed", (double)report->measurement->steps_graphed);
+  add_number(run, "steps_run", (double)report->measurement->steps_run);
   cJSON_AddStringToObject(run, "optimizer",
                           nn_optimizer_name(config->optimizer));
   add_number(run, "learning_rate", BENCH_LEARNING_RATE);

@@ -90,6 +90,7 @@ static void set_options(const bench_config *config, size_t iterations,
   options->iteration_report_every = iterations;
   options->callback = on_last_iteration;
   options->data_placement = config->placement;
+  options->step_graphs = config->step_graphs;
 }
 
 nn_status bench_time_steps(const bench_config *config, nn_context *ctx,
@@ -116,6 +117,8 @@ nn_status bench_time_steps(const bench_config *config, nn_context *ctx,
   if (status == NN_OK)
     status = nn_model_train(model, dataset, &options, &summary);
   measurement->data_resident = summary.data_resident;
+  measurement->steps_graphed = summary.steps_graphed;
+  measurement->steps_run = summary.iterations_run;
   if (status == NN_OK)
     sort_times(times_ms, summary.steps_timed, config->warmup_steps,
                data->batches_per_epoch, measurement);
