@@ -2,7 +2,8 @@
  * cuda_backend.c — the CUDA backend's creation, destruction and operations
  * table. Per context: one device, a compute stream (kernels, cuBLAS,
  * cuRAND) and a copy stream (streamed batch uploads), one cuBLAS handle with
- * its own 32 MiB workspace, a device scratch for reductions. Everything is
+ * its own 32 MiB workspace (shared with the cuBLASLt handle of the fused
+ * products), a device scratch for reductions. Everything is
  * allocated here, once; the step loop allocates nothing (gather_columns grows
  * its index staging on first use).
  */
@@ -30,6 +31,7 @@ static void cuda_destroy(nnlib_backend *backend) {
     cudaStreamSynchronize(cuda->copy);
   nnlib_cuda_gather_release(cuda);
   release_gather_events(cuda);
+  nnlib_cuda_lt_destroy(cuda);
   if (cuda->cublas)
     cublasDestroy(cuda->cublas);
   cudaFree(cuda->cublas_workspace);
@@ -134,7 +136,7 @@ static const nnlib_backend_ops cuda_ops = {
     .dropout_forward = nnlib_cuda_dropout_forward,
     .loss_sum = nnlib_cuda_loss_sum,
     .output_gradient = nnlib_cuda_output_gradient,
-    .activation_backward = nnlib_cuda_activation_backward,
+    .activation_backward = nnlib_cuda_layer_activation_backward,
     .dense_backward = nnlib_cuda_dense_backward,
     .sum_squares = nnlib_cuda_sum_squares,
     .optimizer_stage = nnlib_cuda_optimizer_stage,
@@ -164,6 +166,8 @@ nn_status nnlib_cuda_backend_create(nn_context *ctx, int device_index,
   status = create_streams(cuda, ctx);
   if (status == NN_OK)
     status = create_cublas(cuda, ctx);
+  if (status == NN_OK)
+    status = nnlib_cuda_lt_create(cuda, ctx);
   if (status == NN_OK)
     status = create_reduction_buffers(cuda, ctx);
   if (status != NN_OK) {

@@ -17,6 +17,7 @@
 
 #include "../host/backend.h"
 
+#include <cublasLt.h>
 #include <cublas_v2.h>
 #include <cuda_runtime_api.h>
 #include <curand.h>
@@ -46,6 +47,9 @@ extern "C" {
 #define NNLIB_CUDA_THREADS 256
 #define NNLIB_CUDA_MAX_BLOCKS 32768
 
+typedef struct nnlib_lt_cache nnlib_lt_cache;
+typedef struct nnlib_lt_plan nnlib_lt_plan;
+
 typedef struct nnlib_cuda_backend {
   nnlib_backend base; /* first: the scheduler holds a nnlib_backend * */
   int device;         /* CUDA device index, made current by every op */
@@ -53,7 +57,10 @@ typedef struct nnlib_cuda_backend {
   cudaStream_t compute;
   cudaStream_t copy;
   cublasHandle_t cublas;     /* bound to compute, with cublas_workspace */
-  void *cublas_workspace;    /* NNLIB_CUDA_CUBLAS_WORKSPACE_BYTES, device */
+  void *cublas_workspace;    /* NNLIB_CUDA_CUBLAS_WORKSPACE_BYTES, device;
+                                also cuBLASLt's, on the same stream */
+  cublasLtHandle_t lt;       /* the fused products (lt_plans.c) */
+  nnlib_lt_cache *lt_plans;  /* their plans, built once each */
   double *reduction_scratch; /* NNLIB_CUDA_REDUCTION_DOUBLES, device */
   nnlib_update_constants *update_constants; /* device: the staged step */
 
@@ -210,6 +217,50 @@ nn_status nnlib_cuda_dense_backward(nnlib_backend *backend, nn_context *ctx,
                                     const nnlib_layer *layer,
                                     const float *a_prev, const float *dz,
                                     size_t m, float l2_lambda, float *da_prev);
+/* activation_backward as the scheduler calls it: a no-op for a layer that
+ * ran the ReLU epilogue (its dZ came with the layer above's backward),
+ * else nnlib_cuda_activation_backward. */
+nn_status nnlib_cuda_layer_activation_backward(nnlib_backend *backend,
+                                               nn_context *ctx,
+                                               const nnlib_layer *layer,
+                                               float *da_dz, size_t m);
+
+/* lt_plans.c: one cuBLASLt product D (rows × cols, column-major, ld ldd,
+ * fp32) = alpha · op_a(A) (rows × inner) · op_b(B) (inner × cols), then
+ * the epilogue, with beta = 0. A and B are fp32, or bf16 with bf16
+ * precision. bias: the bias vector (rows) the BIAS epilogues add, or the
+ * bias gradient (rows) the BGRAD epilogues write; aux: the ReLU bit mask
+ * (aux_ld bits per column) the RELU_AUX epilogues write and DRELU reads.
+ * Unused pointers are NULL. */
+typedef struct nnlib_lt_product {
+  cublasLtEpilogue_t epilogue;
+  nn_precision precision;
+  cublasOperation_t op_a, op_b;
+  int rows, cols, inner;
+  int lda, ldb, ldd;
+  const void *a, *b;
+  float *d;
+  float *bias;
+  void *aux;
+  int64_t aux_ld;
+  float alpha;
+} nnlib_lt_product;
+
+/* The handle and an empty plan cache (backend creation); everything freed
+ * (destruction; safe on a partly created backend). */
+nn_status nnlib_cuda_lt_create(nnlib_cuda_backend *cuda, nn_context *ctx);
+void nnlib_cuda_lt_destroy(nnlib_cuda_backend *cuda);
+/* The cached plan for the product, built on first use; *plan is NULL when
+ * cuBLASLt has no algorithm for it (the caller takes its plain path). Only
+ * the product's shape, precision, epilogue and pointer alignments count. */
+nn_status nnlib_cuda_lt_plan(nnlib_cuda_backend *cuda, nn_context *ctx,
+                             const nnlib_lt_product *product,
+                             const nnlib_lt_plan **plan);
+/* Runs the product with a plan nnlib_cuda_lt_plan gave for it, on the
+ * compute stream. */
+nn_status nnlib_cuda_lt_run(nnlib_cuda_backend *cuda, nn_context *ctx,
+                            const nnlib_lt_plan *plan,
+                            const nnlib_lt_product *product);
 
 /* precision.cu: dst (count bf16) = src (count floats) rounded to nearest
  * even, on the compute stream. */

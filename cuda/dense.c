@@ -9,6 +9,16 @@
  * dimension n_prev. Activations are column-major (rows × m), one example per
  * column. cuBLAS takes int dimensions: the model keeps n, n_prev and m at
  * most INT_MAX.
+ *
+ * Fusion (nn_model_set_fusion AUTO): a hidden ReLU layer without dropout
+ * runs its forward product through cuBLASLt with the RELU_AUX_BIAS
+ * epilogue — A = max(W A_prev + b, 0) straight out of the product, and a
+ * ReLU bit mask written over its Z block — and the layer above runs its
+ * dA_prev product with DRELU_BGRAD, which applies the mask (giving this
+ * layer's dZ) and sums db in the same call. The forward pass fuses only
+ * when cuBLASLt has algorithms for both products (so a backward never
+ * finds a mask it cannot use) and records it in layer->epilogue; backward
+ * follows that record, not the setting.
  */
 #include "cuda_backend.h"
 
@@ -56,6 +66,163 @@ static nn_status operand(nnlib_cuda_backend *cuda, nn_context *ctx,
   return nnlib_cuda_to_bf16(cuda, ctx, matrix, copy, count);
 }
 
+/* ------------------------------------------------------------------------ */
+/* The fused ReLU products (cuBLASLt epilogues)                              */
+/* ------------------------------------------------------------------------ */
+
+/* Whether the layer's shape and setting allow the ReLU epilogue: its bit
+ * mask must fit in the Z block, and a layer above must take its dZ. */
+static bool may_fuse_relu(const nnlib_layer *layer) {
+  return layer->fusion == NN_FUSION_AUTO &&
+         layer->activation == NN_ACTIVATION_RELU && layer->dropout == 0.0f &&
+         layer->units >= NNLIB_RELU_MASK_MIN_UNITS && layer->above != NULL;
+}
+
+/* A (n × m) = max(W A_prev + b, 0), the bit mask over Z: op(A) = (Wᵀ)ᵀ
+ * with W read as column-major (n_prev × n), B = A_prev (n_prev × m). w and
+ * x are the products' operands (bf16 copies with bf16). */
+static nnlib_lt_product relu_forward_product(const nnlib_layer *layer,
+                                             const void *w, const void *x,
+                                             size_t m) {
+  const int n = (int)layer->units, n_prev = (int)layer->inputs;
+  nnlib_lt_product product = {
+      .epilogue = CUBLASLT_EPILOGUE_RELU_AUX_BIAS,
+      .precision = layer->precision,
+      .op_a = CUBLAS_OP_T,
+      .op_b = CUBLAS_OP_N,
+      .rows = n,
+      .cols = (int)m,
+      .inner = n_prev,
+      .lda = n_prev,
+      .ldb = n_prev,
+      .ldd = n,
+      .a = w,
+      .b = x,
+      .d = layer->activation_out,
+      .bias = layer->bias,
+      .aux = layer->pre_activation,
+      .aux_ld = NNLIB_RELU_MASK_LD(layer->units),
+      .alpha = 1.0f,
+  };
+  return product;
+}
+
+/* dZ[below] (n_prev × m) = (Wᵀ dZ) through below's ReLU mask, with
+ * db[below] = Σ over columns of it (not yet divided by m): op(A) = W read
+ * as column-major (n_prev × n), B = dZ (n × m). */
+static nnlib_lt_product relu_backward_product(const nnlib_layer *layer,
+                                              const void *w, const void *dz,
+                                              float *da_prev, size_t m) {
+  const nnlib_layer *below = layer->below;
+  const int n = (int)layer->units, n_prev = (int)layer->inputs;
+  nnlib_lt_product product = {
+      .epilogue = CUBLASLT_EPILOGUE_DRELU_BGRAD,
+      .precision = layer->precision,
+      .op_a = CUBLAS_OP_N,
+      .op_b = CUBLAS_OP_N,
+      .rows = n_prev,
+      .cols = (int)m,
+      .inner = n,
+      .lda = n_prev,
+      .ldb = n,
+      .ldd = n_prev,
+      .a = w,
+      .b = dz,
+      .d = da_prev,
+      .bias = below->bias_grad,
+      .aux = below->pre_activation,
+      .aux_ld = NNLIB_RELU_MASK_LD(below->units),
+      .alpha = 1.0f,
+  };
+  return product;
+}
+
+/* Where the W operand of the layer's backward product will be: W itself,
+ * or with bf16 the model's bf16 copy region (for planning ahead). */
+static const void *backward_weights(const nnlib_layer *layer) {
+  return layer->precision == NN_PRECISION_BF16 ? layer->bf16_weights
+                                               : layer->weights;
+}
+
+/* The plan of the forward product, when cuBLASLt also has one for the
+ * backward product of the layer above at this m; NULL otherwise. The
+ * backward product's dZ and dA_prev are backward scratch blocks of the
+ * activation arena (256-byte aligned, host/model.c), which the stand-in
+ * address below has the alignment of; it is only used for planning. */
+static nn_status relu_fusion_plan(nnlib_cuda_backend *cuda, nn_context *ctx,
+                                  const nnlib_lt_product *forward,
+                                  const nnlib_layer *layer, size_t m,
+                                  const nnlib_lt_plan **out) {
+  *out = NULL;
+  const nnlib_lt_plan *forward_plan = NULL, *backward_plan = NULL;
+  nn_status status = nnlib_cuda_lt_plan(cuda, ctx, forward, &forward_plan);
+  if (status != NN_OK || !forward_plan)
+    return status;
+  const nnlib_layer *above = layer->above;
+  void *scratch = (void *)(uintptr_t)256;
+  const void *dz =
+      above->precision == NN_PRECISION_BF16 ? above->bf16_gradients : scratch;
+  const nnlib_lt_product backward = relu_backward_product(
+      above, backward_weights(above), dz, (float *)scratch, m);
+  status = nnlib_cuda_lt_plan(cuda, ctx, &backward, &backward_plan);
+  if (status == NN_OK && backward_plan)
+    *out = forward_plan;
+  return status;
+}
+
+/* The ReLU epilogue when it applies (*fused true), else nothing. */
+static nn_status try_relu_forward(nnlib_cuda_backend *cuda, nn_context *ctx,
+                                  const nnlib_layer *layer, const void *w,
+                                  const void *x, size_t m, bool *fused) {
+  *fused = false;
+  if (!may_fuse_relu(layer))
+    return NN_OK;
+  const nnlib_lt_product product = relu_forward_product(layer, w, x, m);
+  const nnlib_lt_plan *plan = NULL;
+  nn_status status = relu_fusion_plan(cuda, ctx, &product, layer, m, &plan);
+  if (status != NN_OK || !plan)
+    return status;
+  status = nnlib_cuda_lt_run(cuda, ctx, plan, &product);
+  *fused = status == NN_OK;
+  return status;
+}
+
+/* dZ[below] and db[below] from the DRELU_BGRAD product, then db /= m. The
+ * forward pass made sure of the plan; one missing now means the scratch
+ * was not as aligned as planned, which is a bug worth reporting. */
+static nn_status relu_backward(nnlib_cuda_backend *cuda, nn_context *ctx,
+                               const nnlib_layer *layer, const void *dz,
+                               size_t m, float inverse_m, float *da_prev) {
+  const void *w = NULL;
+  nn_status status =
+      operand(cuda, ctx, layer, layer->weights, layer->units * layer->inputs,
+              layer->bf16_weights, &w);
+  if (status != NN_OK)
+    return status;
+  const nnlib_lt_product product =
+      relu_backward_product(layer, w, dz, da_prev, m);
+  const nnlib_lt_plan *plan = NULL;
+  status = nnlib_cuda_lt_plan(cuda, ctx, &product, &plan);
+  if (status == NN_OK && !plan)
+    return NNLIB_FAIL_CALL(ctx, NN_ERROR_BACKEND, "cublasLtMatmul",
+                           "no DRELU_BGRAD algorithm for %d x %d x %d after "
+                           "the forward pass found one (operands not as "
+                           "aligned as planned); nn_model_set_fusion(OFF) "
+                           "avoids the fused products",
+                           product.rows, product.cols, product.inner);
+  if (status == NN_OK)
+    status = nnlib_cuda_lt_run(cuda, ctx, plan, &product);
+  if (status == NN_OK)
+    status = nnlib_cuda_scale(&cuda->base, ctx, layer->below->bias_grad,
+                              layer->below->bias_grad, inverse_m,
+                              layer->below->units);
+  return status;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Forward and backward                                                      */
+/* ------------------------------------------------------------------------ */
+
 nn_status nnlib_cuda_dense_forward(nnlib_backend *backend, nn_context *ctx,
                                    const nnlib_layer *layer,
                                    const float *a_prev, size_t m) {
@@ -70,13 +237,18 @@ nn_status nnlib_cuda_dense_forward(nnlib_backend *backend, nn_context *ctx,
   if (status == NN_OK)
     status = operand(cuda, ctx, layer, a_prev, layer->inputs * m,
                      layer->bf16_inputs, &x);
+  bool fused = false;
+  if (status == NN_OK)
+    status = try_relu_forward(cuda, ctx, layer, w, x, m, &fused);
+  layer->epilogue->relu_mask = status == NN_OK && fused;
+  if (status != NN_OK || fused)
+    return status;
   /* Z (n × m) = W (n × n_prev) · A_prev (n_prev × m); W read as (Wᵀ)ᵀ. The
    * bias is added afterwards, as on the CPU, not folded in with beta = 1. */
   const gemm_shape shape = {CUBLAS_OP_T, CUBLAS_OP_N, n,      (int)m,
                             n_prev,      n_prev,      n_prev, n};
-  if (status == NN_OK)
-    status = gemm(cuda, ctx, layer->precision, &shape, 1.0f, w, x, 0.0f,
-                  layer->pre_activation);
+  status = gemm(cuda, ctx, layer->precision, &shape, 1.0f, w, x, 0.0f,
+                layer->pre_activation);
   if (status == NN_OK)
     status = nnlib_cuda_bias_activation(cuda, ctx, layer, m);
   return status;
@@ -141,10 +313,25 @@ nn_status nnlib_cuda_dense_backward(nnlib_backend *backend, nn_context *ctx,
                      layer->bf16_gradients, &g);
   if (status == NN_OK)
     status = weight_gradient(cuda, ctx, layer, x, g, m, inverse_m, l2_lambda);
-  if (status == NN_OK)
+  /* A layer that ran the ReLU epilogue got its db with its dZ, from the
+   * backward product of this layer's caller one step up. */
+  if (status == NN_OK && !layer->epilogue->relu_mask)
     status = nnlib_cuda_bias_gradient(cuda, ctx, dz, layer->units, m, inverse_m,
                                       layer->bias_grad);
-  if (status == NN_OK && da_prev)
-    status = input_gradient(cuda, ctx, layer, g, m, da_prev);
-  return status;
+  if (status != NN_OK || !da_prev)
+    return status;
+  if (layer->below && layer->below->epilogue->relu_mask)
+    return relu_backward(cuda, ctx, layer, g, m, inverse_m, da_prev);
+  return input_gradient(cuda, ctx, layer, g, m, da_prev);
+}
+
+/* The scheduler's activation_backward: nothing to do for a layer whose dZ
+ * the ReLU epilogue path already produced (relu_backward, one layer up). */
+nn_status nnlib_cuda_layer_activation_backward(nnlib_backend *backend,
+                                               nn_context *ctx,
+                                               const nnlib_layer *layer,
+                                               float *da_dz, size_t m) {
+  if (layer->epilogue->relu_mask)
+    return NN_OK;
+  return nnlib_cuda_activation_backward(backend, ctx, layer, da_dz, m);
 }

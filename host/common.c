@@ -117,6 +117,7 @@ static const char *const optimizer_names[NN_OPTIMIZER_COUNT] = {
 
 static const char *const precision_names[NN_PRECISION_COUNT] = {"fp32", "tf32",
                                                                 "bf16"};
+static const char *const fusion_names[NN_FUSION_COUNT] = {"auto", "off"};
 
 static nn_status find_name(const char *const *names, int count,
                            const char *name, int *out) {
@@ -153,6 +154,10 @@ const char *nn_precision_name(nn_precision precision) {
   return NAME_OR_UNKNOWN(precision_names, precision, NN_PRECISION_COUNT);
 }
 
+const char *nn_fusion_name(nn_fusion fusion) {
+  return NAME_OR_UNKNOWN(fusion_names, fusion, NN_FUSION_COUNT);
+}
+
 #define DEFINE_FROM_NAME(function, type, table, count)                         \
   nn_status function(const char *name, type *out) {                            \
     int index = 0;                                                             \
@@ -170,6 +175,7 @@ DEFINE_FROM_NAME(nn_optimizer_from_name, nn_optimizer, optimizer_names,
                  NN_OPTIMIZER_COUNT)
 DEFINE_FROM_NAME(nn_precision_from_name, nn_precision, precision_names,
                  NN_PRECISION_COUNT)
+DEFINE_FROM_NAME(nn_fusion_from_name, nn_fusion, fusion_names, NN_FUSION_COUNT)
 
 nn_activation nn_loss_output_activation(nn_loss loss) {
   switch (loss) {

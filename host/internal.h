@@ -91,6 +91,24 @@ nn_status nnlib_dataset_adopt(nn_context *ctx, size_t input_width,
 /* Model and its arenas                                                      */
 /* ------------------------------------------------------------------------ */
 
+/* What a layer's last forward pass left in its Z block, written by the
+ * backend (host memory, one per layer, owned by the model). */
+typedef struct nnlib_layer_epilogue {
+  /* The forward pass ran the ReLU epilogue (cuBLASLt RELU_AUX_BIAS): A came
+   * out of the product, and the Z block holds cuBLASLt's ReLU bit mask —
+   * one bit per element, NNLIB_RELU_MASK_LD(units) bits per column — not Z.
+   * The backward product of the layer above then produces this layer's dZ
+   * and db (DRELU_BGRAD), so its own activation_backward and db sum are
+   * skipped. */
+  bool relu_mask;
+} nnlib_layer_epilogue;
+
+/* Bits per column of a ReLU bit mask (cuBLASLt wants a multiple of 128). */
+#define NNLIB_RELU_MASK_LD(units) (((units) + 127) / 128 * 128)
+/* Fewest units whose bit mask fits in the layer's Z block: ld / 8 bytes per
+ * column <= 4 · units bytes. */
+#define NNLIB_RELU_MASK_MIN_UNITS 4
+
 /* One layer's view into the arenas. All pointers are backend memory (host
  * memory on the CPU backend, device memory on CUDA). */
 typedef struct nnlib_layer {
@@ -114,6 +132,12 @@ typedef struct nnlib_layer {
   void *bf16_weights;   /* max n[l]·n[l-1] bf16 */
   void *bf16_inputs;    /* max n[l-1] × capacity bf16: A_prev */
   void *bf16_gradients; /* max n[l] × capacity bf16: dZ */
+  /* The model's fusion setting (nn_model_set_fusion); the neighbouring
+   * layers, which a fused backward product reaches into (NULL at the
+   * ends); and what the last forward pass left (never NULL). */
+  nn_fusion fusion;
+  const struct nnlib_layer *below, *above;
+  nnlib_layer_epilogue *epilogue;
 } nnlib_layer;
 
 typedef void *nnlib_rng;
@@ -124,9 +148,11 @@ typedef void *nnlib_graph;
 
 struct nn_model {
   nn_context *ctx;
-  size_t input_width;  /* n_x */
-  size_t layer_count;  /* L */
-  nnlib_layer *layers; /* layers[0] is layer 1 */
+  size_t input_width;              /* n_x */
+  size_t layer_count;              /* L */
+  nnlib_layer *layers;             /* layers[0] is layer 1 */
+  nnlib_layer_epilogue *epilogues; /* layers[l].epilogue = &epilogues[l] */
+  nn_fusion fusion;
   nn_loss loss;
 
   /* Arenas of parameter_count floats, all in the same layout. */

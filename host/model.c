@@ -121,6 +121,18 @@ static void bind_parameter_views(nn_model *model) {
   }
 }
 
+/* Each layer's neighbours and epilogue state (fusion starts AUTO: the
+ * arrays are zero-filled). */
+static void link_layers(nn_model *model) {
+  for (size_t l = 0; l < model->layer_count; l++) {
+    nnlib_layer *layer = &model->layers[l];
+    layer->below = l > 0 ? &model->layers[l - 1] : NULL;
+    layer->above = l + 1 < model->layer_count ? &model->layers[l + 1] : NULL;
+    layer->epilogue = &model->epilogues[l];
+    layer->fusion = model->fusion;
+  }
+}
+
 static nn_status allocate_parameter_arenas(nn_model *model) {
   const nnlib_backend_ops *ops = NNLIB_OPS(model);
   nnlib_backend *backend = NNLIB_BACKEND(model);
@@ -162,6 +174,9 @@ nn_status nn_model_create(nn_context *ctx, const nn_model_spec *spec,
   status = nnlib_host_alloc(ctx, spec->layer_count, sizeof *model->layers,
                             (void **)&model->layers);
   if (status == NN_OK)
+    status = nnlib_host_alloc(ctx, spec->layer_count, sizeof *model->epilogues,
+                              (void **)&model->epilogues);
+  if (status == NN_OK)
     status = layout_parameters(model, spec);
   if (status == NN_OK)
     status = allocate_parameter_arenas(model);
@@ -170,6 +185,7 @@ nn_status nn_model_create(nn_context *ctx, const nn_model_spec *spec,
     return status;
   }
   bind_parameter_views(model);
+  link_layers(model);
   *out = model;
   return NN_OK;
 }
@@ -188,6 +204,7 @@ void nn_model_destroy(nn_model *model) {
   ops->rng_destroy(backend, model->dropout_rng);
   ops->release(backend, (float *)(void *)model->cost_scratch);
   free(model->resume_best_parameters);
+  free(model->epilogues);
   free(model->layers);
   free(model);
 }
@@ -196,8 +213,8 @@ void nn_model_destroy(nn_model *model) {
 /* Activation arena                                                          */
 /* ------------------------------------------------------------------------ */
 
-/* Floats per example column in the activation arena (plus
- * dropout_padding()). */
+/* Floats per example column in the activation arena, before the blocks
+ * are rounded up (activation_block). */
 static size_t activation_floats_per_example(const nn_model *model) {
   const nnlib_layer *output = &model->layers[model->layer_count - 1];
   size_t widest = model->input_width, total = model->input_width;
@@ -210,28 +227,50 @@ static size_t activation_floats_per_example(const nn_model *model) {
   return total + 2 * widest;
 }
 
-static void bind_activation_views(nn_model *model, size_t capacity) {
-  float *cursor = model->activation_arena;
-  size_t widest = model->input_width;
-  model->input = cursor;
-  cursor += model->input_width * capacity;
-  model->targets = cursor;
-  cursor += model->layers[model->layer_count - 1].units * capacity;
+/* Every block of the activation arena starts 256 bytes apart from the
+ * arena's start (64 floats), which cuBLASLt's fastest algorithms want of
+ * their operands, bit masks and outputs. */
+#define ACTIVATION_ALIGNMENT_FLOATS 64
+static size_t activation_block(size_t floats) {
+  return (floats + ACTIVATION_ALIGNMENT_FLOATS - 1) /
+         ACTIVATION_ALIGNMENT_FLOATS * ACTIVATION_ALIGNMENT_FLOATS;
+}
+
+/* The most floats activation_block adds in all (one rounding per block:
+ * input, targets, Z, A and mask per layer, two scratch buffers). */
+static size_t activation_rounding(const nn_model *model) {
+  return (4 + 3 * model->layer_count) * ACTIVATION_ALIGNMENT_FLOATS;
+}
+
+/* Walks the arena's layout for `capacity` columns from `base` (NULL: only
+ * counts) and returns the floats it takes; binds the views when base is
+ * not NULL. */
+static size_t layout_activations(nn_model *model, size_t capacity,
+                                 float *base) {
+  size_t cursor = 0, widest = model->input_width;
+#define TAKE(view, floats)                                                     \
+  do {                                                                         \
+    if (base)                                                                  \
+      (view) = base + cursor;                                                  \
+    cursor += activation_block(floats);                                        \
+  } while (0)
+  TAKE(model->input, model->input_width * capacity);
+  TAKE(model->targets, model->layers[model->layer_count - 1].units * capacity);
   for (size_t l = 0; l < model->layer_count; l++) {
     nnlib_layer *layer = &model->layers[l];
-    layer->pre_activation = cursor;
-    cursor += layer->units * capacity;
-    layer->activation_out = cursor;
-    cursor += layer->units * capacity;
-    layer->dropout_mask = NULL;
-    if (layer->dropout > 0.0f) {
-      layer->dropout_mask = cursor;
-      cursor += layer->units * capacity + NNLIB_DROPOUT_PADDING;
-    }
+    TAKE(layer->pre_activation, layer->units * capacity);
+    TAKE(layer->activation_out, layer->units * capacity);
+    if (base)
+      layer->dropout_mask = NULL;
+    if (layer->dropout > 0.0f)
+      TAKE(layer->dropout_mask,
+           layer->units * capacity + NNLIB_DROPOUT_PADDING);
     widest = layer->units > widest ? layer->units : widest;
   }
-  model->backward_scratch[0] = cursor;
-  model->backward_scratch[1] = cursor + widest * capacity;
+  TAKE(model->backward_scratch[0], widest * capacity);
+  TAKE(model->backward_scratch[1], widest * capacity);
+#undef TAKE
+  return cursor;
 }
 
 /* The spare floats after each dropout mask (see nnlib_dropout_draw_count). */
@@ -246,10 +285,11 @@ static size_t dropout_padding(const nn_model *model) {
 /* Precision and the bf16 conversion scratch                                 */
 /* ------------------------------------------------------------------------ */
 
-/* bf16 elements rounded up to 16 bytes, so that every region starts where
- * tensor-core products want their operands aligned. */
+/* bf16 elements rounded up to 256 bytes, so that every region starts where
+ * tensor-core products (and cuBLASLt's fastest algorithms) want their
+ * operands aligned. */
 static size_t bf16_region(size_t elements) {
-  return (elements + 7) & ~(size_t)7;
+  return (elements + 127) & ~(size_t)127;
 }
 
 /* The scratch's regions, in bf16 elements: the widest W, then two
@@ -293,7 +333,7 @@ static nn_status reserve_bf16_scratch(nn_model *model) {
                       "bf16 scratch for %zu examples overflows",
                       model->capacity);
   float *scratch = NULL;
-  /* Two bf16 per float; every region is a multiple of 8 bf16. */
+  /* Two bf16 per float; every region is a multiple of 128 bf16. */
   nn_status status = NNLIB_OPS(model)->alloc(
       NNLIB_BACKEND(model), model->ctx, (weights + 2 * columns) / 2, &scratch);
   if (status != NN_OK)
@@ -326,18 +366,41 @@ nn_precision nn_model_precision(const nn_model *model) {
   return model ? model->precision : NN_PRECISION_FP32;
 }
 
+nn_status nn_model_set_fusion(nn_model *model, nn_fusion fusion) {
+  if (!model)
+    return NN_ERROR_INVALID_ARGUMENT;
+  if ((int)fusion < 0 || fusion >= NN_FUSION_COUNT)
+    return NNLIB_FAIL(model->ctx, NN_ERROR_INVALID_ARGUMENT,
+                      "unknown fusion setting %d (auto or off)", (int)fusion);
+  model->fusion = fusion;
+  for (size_t l = 0; l < model->layer_count; l++)
+    model->layers[l].fusion = fusion;
+  return NN_OK;
+}
+
+nn_fusion nn_model_fusion(const nn_model *model) {
+  return model ? model->fusion : NN_FUSION_AUTO;
+}
+
+int nn_model_layer_fused(const nn_model *model, size_t layer) {
+  if (!model || layer == 0 || layer > model->layer_count)
+    return 0;
+  return model->epilogues[layer - 1].relu_mask ? 1 : 0;
+}
+
 static nn_status reserve_activations(nn_model *model, size_t examples) {
   if (examples <= model->capacity)
     return NN_OK;
   size_t total;
+  const size_t extra = dropout_padding(model) + activation_rounding(model);
   if (examples > INT_MAX ||
       !nnlib_checked_mul(activation_floats_per_example(model), examples,
                          &total) ||
-      total + dropout_padding(model) < total)
+      total + extra < total)
     return NNLIB_FAIL(model->ctx, NN_ERROR_OUT_OF_MEMORY,
                       "activations for %zu examples overflow", examples);
   float *arena = NULL;
-  total += dropout_padding(model);
+  total = layout_activations(model, examples, NULL);
   nn_status status =
       NNLIB_OPS(model)->alloc(NNLIB_BACKEND(model), model->ctx, total, &arena);
   if (status != NN_OK)
@@ -347,7 +410,7 @@ static nn_status reserve_activations(nn_model *model, size_t examples) {
   model->capacity = examples;
   model->forward_examples = 0;
   model->backward_examples = 0;
-  bind_activation_views(model, examples);
+  layout_activations(model, examples, arena);
   return NN_OK;
 }
 

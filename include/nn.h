@@ -336,6 +336,34 @@ NN_API nn_status nn_model_set_precision(nn_model *model,
                                         nn_precision precision);
 NN_API nn_precision nn_model_precision(const nn_model *model);
 
+/* Whether the CUDA backend fuses work into the matrix products with
+ * cuBLASLt epilogues. With AUTO, a hidden ReLU layer without dropout (and
+ * at least 4 units) gets Z = W A_prev + b and A = max(Z, 0) from one
+ * cuBLASLt call that also keeps a ReLU bit mask, and the backward product
+ * of the layer above it yields this layer's dZ (dA through the mask) and
+ * its db column sums in the same call (DRELU_BGRAD). Every other layer —
+ * and any layer whose shapes cuBLASLt has no fused algorithm for — runs
+ * the plain products and nn's own kernels, which OFF uses everywhere (the
+ * reference). GELU layers are not fused: cuBLASLt's GELU epilogue is the
+ * tanh approximation, nn's GELU is the exact erf form. Fused and plain
+ * results agree to rounding (the order of the sums differs), not bit for
+ * bit. The CPU has nothing to fuse and takes either setting. A new model
+ * is AUTO. */
+typedef enum nn_fusion {
+  NN_FUSION_AUTO = 0,
+  NN_FUSION_OFF,
+  NN_FUSION_COUNT
+} nn_fusion;
+
+NN_API const char *nn_fusion_name(nn_fusion fusion);
+NN_API nn_status nn_fusion_from_name(const char *name, nn_fusion *out);
+/* Takes effect from the next forward pass. */
+NN_API nn_status nn_model_set_fusion(nn_model *model, nn_fusion fusion);
+NN_API nn_fusion nn_model_fusion(const nn_model *model);
+/* 1 if layer l's last forward pass ran fused (the ReLU epilogue), 0 if it
+ * ran the plain product and kernels or has not run; l = 1..L. */
+NN_API int nn_model_layer_fused(const nn_model *model, size_t layer);
+
 /* Initializes every W[l] with the given scheme from cuRAND (Philox) seeded
  * with seed, and every b[l] to zero. One seed gives the same weights on the
  * CPU (cuRAND host generator) and the GPU (device generator). */
