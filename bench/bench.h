@@ -33,6 +33,7 @@ typedef struct bench_config {
   nn_precision precision_kind; /* the same, for the library */
   nn_data_placement placement; /* RESIDENT or STREAMING */
   nn_step_graphs step_graphs;  /* AUTO (the library's default) or OFF */
+  nn_fusion fusion;            /* cuBLASLt epilogues: AUTO (default) or OFF */
   nn_optimizer optimizer;
   size_t warmup_steps, timed_steps;
   nn_backend_kind device;
@@ -127,6 +128,7 @@ typedef struct bench_measurement {
   size_t epoch_start_count;
   bool data_resident;
   size_t steps_graphed; /* of the whole run, warmup included */
+  size_t fused_layers;  /* layers whose last step ran a fused epilogue */
   size_t steps_run;
   bench_device_memory memory;
 } bench_measurement;

@@ -91,6 +91,10 @@ static void usage(FILE *out) {
       "where it\n"
       "                                applies, or every kernel launched "
       "[auto]\n"
+      "  --fusion auto|off             cuBLASLt epilogues (bias + ReLU in the "
+      "forward\n"
+      "                                product, dReLU + db in the backward) "
+      "[auto]\n"
       "  --data resident|stream        data on the device, or streamed from "
       "pinned\n"
       "                                host memory [resident]\n"
@@ -201,6 +205,13 @@ static bool parse_graphs(const char *text, nn_step_graphs *graphs) {
   return true;
 }
 
+static bool parse_fusion(const char *text, nn_fusion *fusion) {
+  if (nn_fusion_from_name(text, fusion) == NN_OK)
+    return true;
+  cli_error(program, "--fusion: '%s' is not auto or off", text);
+  return false;
+}
+
 static bool parse_optimizer(const char *text, nn_optimizer *optimizer) {
   if (nn_optimizer_from_name(text, optimizer) == NN_OK)
     return true;
@@ -215,6 +226,7 @@ enum flag {
   FLAG_BATCH,
   FLAG_PRECISION,
   FLAG_GRAPHS,
+  FLAG_FUSION,
   FLAG_DATA,
   FLAG_OPTIMIZER,
   FLAG_WARMUP,
@@ -231,6 +243,7 @@ static const struct option long_options[] = {
     {"batch", required_argument, NULL, FLAG_BATCH},
     {"precision", required_argument, NULL, FLAG_PRECISION},
     {"graphs", required_argument, NULL, FLAG_GRAPHS},
+    {"fusion", required_argument, NULL, FLAG_FUSION},
     {"data", required_argument, NULL, FLAG_DATA},
     {"optimizer", required_argument, NULL, FLAG_OPTIMIZER},
     {"warmup", required_argument, NULL, FLAG_WARMUP},
@@ -263,6 +276,8 @@ static bool apply_flag(int flag, const char *value, bench_config *config,
     return parse_precision(value, config);
   case FLAG_GRAPHS:
     return parse_graphs(value, &config->step_graphs);
+  case FLAG_FUSION:
+    return parse_fusion(value, &config->fusion);
   case FLAG_DATA:
     return parse_placement(value, &config->placement);
   case FLAG_OPTIMIZER:
@@ -363,6 +378,8 @@ static nn_status create_model(const bench_config *config, nn_context *ctx,
     status = nn_model_init(*model, NN_INIT_HE, config->seed);
   if (status == NN_OK)
     status = nn_model_set_precision(*model, config->precision_kind);
+  if (status == NN_OK)
+    status = nn_model_set_fusion(*model, config->fusion);
   return status;
 }
 

@@ -44,13 +44,15 @@ static void print_model_and_run(const bench_report *report) {
   printf(", relu hidden, softmax output, %zu parameters |\n",
          report->parameter_count);
   printf("| run | %s, batch %zu, %s, data %s, %s, lr %g, %zu warmup + %zu "
-         "timed steps, seed %llu; %zu of %zu steps as CUDA graph launches |\n",
+         "timed steps, seed %llu; %zu of %zu steps as CUDA graph launches; "
+         "fusion %s, %zu layers fused |\n",
          report->backend_name, config->batch_size, config->precision,
          report->measurement->data_resident ? "resident" : "stream",
          nn_optimizer_name(config->optimizer), BENCH_LEARNING_RATE,
          config->warmup_steps, config->timed_steps,
          (unsigned long long)config->seed, report->measurement->steps_graphed,
-         report->measurement->steps_run);
+         report->measurement->steps_run, nn_fusion_name(config->fusion),
+         report->measurement->fused_layers);
   printf("| data | synthetic, %zu examples = %zu batches per epoch; %zu "
          "epoch-start steps left out of the statistics",
          report->examples, report->batches_per_epoch,

@@ -119,6 +119,9 @@ nn_status bench_time_steps(const bench_config *config, nn_context *ctx,
   measurement->data_resident = summary.data_resident;
   measurement->steps_graphed = summary.steps_graphed;
   measurement->steps_run = summary.iterations_run;
+  measurement->fused_layers = 0;
+  for (size_t l = 1; l <= shape->layer_count; l++)
+    measurement->fused_layers += (size_t)nn_model_layer_fused(model, l);
   if (status == NN_OK)
     sort_times(times_ms, summary.steps_timed, config->warmup_steps,
                data->batches_per_epoch, measurement);

@@ -35,6 +35,7 @@ expect 2 "--hidden" -- "$bin/nntrain" --hidden 0
 expect 2 "--dropout: '1.5'" -- "$bin/nntrain" --dropout 1.5
 expect 2 "--device: 'gpu'" -- "$bin/nntrain" --device gpu
 expect 2 "--precision: 'fp16' is not fp32, tf32 or bf16" -- "$bin/nntrain" --precision fp16
+expect 2 "--fusion: 'on' is not auto or off" -- "$bin/nntrain" --fusion on
 expect 2 "--data: 'gpu'" -- "$bin/nntrain" --data gpu
 expect 2 "--output: 'foo'" -- "$bin/nntrain" --output foo
 expect 2 "--activation: unknown name 'softmax'" -- "$bin/nntrain" --activation softmax
@@ -72,7 +73,7 @@ expect 2 "bad.safetensors" -- "$bin/nnpredict" --model bad.safetensors --x data.
 echo "== regression from CSV"
 expect 0 "model saved to reg.safetensors" -- "$bin/nntrain" --train data.csv --target y \
   --hidden none --output linear --optimizer adam --lr 0.05 --batch 32 --epochs 60 \
-  --save reg.safetensors --log reg.csv --device cpu
+  --save reg.safetensors --log reg.csv --device cpu --fusion off
 [ -s reg.safetensors ] || fail "reg.safetensors was not written"
 [ "$(head -n 1 reg.csv)" = "epoch,iteration,cost,validation_cost,validation_metric,test_metric" ] ||
   fail "log header: $(head -n 1 reg.csv)"

@@ -33,6 +33,7 @@ expect 2 "computes in fp32 only; bf16 needs a CUDA device" -- "$nnbench" --devic
 expect 2 "computes in fp32 only; tf32 needs a CUDA device" -- "$nnbench" --device cpu --precision tf32 --warmup 1 --steps 1
 expect 2 "--precision: 'fp8' is not fp32, tf32 or bf16" -- "$nnbench" --precision fp8
 expect 2 "--graphs: 'on' is not auto or off" -- "$nnbench" --graphs on
+expect 2 "--fusion: 'on' is not auto or off" -- "$nnbench" --fusion on
 expect 2 "--steps: '0' is not a whole number >= 1" -- "$nnbench" --steps 0
 expect 2 "--warmup: '0' is not a whole number >= 1" -- "$nnbench" --warmup 0
 expect 2 "--batch: '0' is not a whole number >= 1" -- "$nnbench" --batch 0
@@ -83,6 +84,7 @@ check(model["parameters"] == parameters, "parameters")
 check(run["backend"] == "cpu" and run["device"] == "cpu", "backend")
 check(run["batch_size"] == batch and run["precision"] == "fp32", "batch")
 check(run["step_graphs"] == "auto" and run["steps_graphed"] == 0, "no graphs on the CPU")
+check(run["fusion"] == "auto" and run["fused_layers"] == 0, "nothing fused on the CPU")
 check(run["steps_run"] >= run["warmup_steps"] + run["timed_steps"], "steps run")
 check(run["data"] == "resident" and run["optimizer"] == "adam", "data")
 check(run["warmup_steps"] == 2 and run["timed_steps"] == 5, "steps")

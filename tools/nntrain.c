@@ -37,6 +37,7 @@ typedef struct train_config {
   nn_train_options options;
   size_t iterations; /* 0: run options.epochs */
   nn_precision precision;
+  nn_fusion fusion;
   nn_backend_kind device;
   int device_index;
   /* output */
@@ -90,6 +91,9 @@ static void usage(FILE *out) {
           "  --device auto|cpu|cuda[:N]      [auto]\n"
           "  --precision fp32|tf32|bf16      matrix products (tf32, bf16: "
           "GPU) [fp32]\n"
+          "  --fusion auto|off               cuBLASLt epilogues for ReLU "
+          "layers (GPU)\n"
+          "                                  [auto]\n"
           "  --data auto|stream|resident     where the data lives while "
           "training [auto]\n"
           "output:\n"
@@ -253,6 +257,7 @@ enum flag {
   FLAG_EARLY_STOP,
   FLAG_DEVICE,
   FLAG_PRECISION,
+  FLAG_FUSION,
   FLAG_DATA,
   FLAG_NO_SCALE,
   FLAG_SAVE,
@@ -287,6 +292,7 @@ static const struct option long_options[] = {
     {"early-stop", required_argument, NULL, FLAG_EARLY_STOP},
     {"device", required_argument, NULL, FLAG_DEVICE},
     {"precision", required_argument, NULL, FLAG_PRECISION},
+    {"fusion", required_argument, NULL, FLAG_FUSION},
     {"data", required_argument, NULL, FLAG_DATA},
     {"no-scale", no_argument, NULL, FLAG_NO_SCALE},
     {"save", required_argument, NULL, FLAG_SAVE},
@@ -369,6 +375,11 @@ static bool apply_flag(int flag, const char *value, train_config *config) {
     if (nn_precision_from_name(value, &config->precision) == NN_OK)
       return true;
     cli_error(program, "--precision: '%s' is not fp32, tf32 or bf16", value);
+    return false;
+  case FLAG_FUSION:
+    if (nn_fusion_from_name(value, &config->fusion) == NN_OK)
+      return true;
+    cli_error(program, "--fusion: '%s' is not auto or off", value);
     return false;
   case FLAG_NO_SCALE:
     config->no_scale = true;
@@ -731,12 +742,14 @@ static nn_status prepare(train_config *config, run_objects *run) {
   return status;
 }
 
-/* The model's products in --precision (also when resuming: a checkpoint
- * holds fp32 weights whatever they were trained in). */
+/* The model's products in --precision and --fusion (also when resuming: a
+ * checkpoint holds fp32 weights whatever they were trained in). */
 static nn_status prepare_model(train_config *config, run_objects *run) {
   nn_status status = prepare(config, run);
   if (status == NN_OK)
     status = nn_model_set_precision(run->model, config->precision);
+  if (status == NN_OK)
+    status = nn_model_set_fusion(run->model, config->fusion);
   return status;
 }
 

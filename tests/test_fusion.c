@@ -1,0 +1,297 @@
+/*
+ * test_fusion.c — the cuBLASLt epilogues (nn_model_set_fusion) keep the
+ * semantics: a model whose hidden ReLU layers run fused gives the outputs
+ * and gradients of the plain path (cuBLAS products and nn's kernels) to
+ * rounding, in every precision and at awkward batch sizes; the layers that
+ * cannot fuse (too narrow, not ReLU, with dropout) really run plain; fused
+ * training reruns bit for bit, replays as graphs with the bits of eager
+ * steps, and learns as well as plain training. On the CPU the setting is
+ * accepted and changes nothing. GPU tests skip without a CUDA device.
+ *
+ * Tolerances, ||x_fused − x_plain|| / ||x_plain|| over a whole output or
+ * gradient: the same operands are rounded the same way on both paths, so
+ * the difference is the order of the sums inside the products and the db
+ * reduction (a few fp32 roundoffs, 1e-5), plus with TF32/BF16 tensor-core
+ * kernels of different blocking (1e-3).
+ */
+#include "support.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define INPUTS 48
+#define MAX_EXAMPLES 97
+#define OUTPUTS 10
+#define LAYERS 5
+
+/* 48 -> 256 relu -> 130 relu -> 3 relu -> 64 tanh -> 10 softmax: layers 1
+ * and 2 can fuse (ReLU, no dropout, ≥ 4 units, a layer above; 130 is no
+ * multiple of 128, so its bit mask has padding rows); layer 3 is too narrow
+ * for its mask, 4 is not ReLU, 5 is the output. */
+static const size_t widths[LAYERS + 1] = {INPUTS, 256, 130, 3, 64, OUTPUTS};
+static const int fusable[LAYERS] = {1, 1, 0, 0, 0};
+
+static nn_model *make_model(nn_context *ctx, float dropout_of_layer_2) {
+  nn_layer_spec layers[LAYERS] = {
+      {widths[1], NN_ACTIVATION_RELU, 0.0f},
+      {widths[2], NN_ACTIVATION_RELU, dropout_of_layer_2},
+      {widths[3], NN_ACTIVATION_RELU, 0.0f},
+      {widths[4], NN_ACTIVATION_TANH, 0.0f},
+      {widths[5], NN_ACTIVATION_SOFTMAX, 0.0f},
+  };
+  nn_model_spec spec = {INPUTS, LAYERS, layers,
+                        NN_LOSS_CATEGORICAL_CROSS_ENTROPY};
+  nn_model *model = NULL;
+  SUPPORT_OK(ctx, nn_model_create(ctx, &spec, &model));
+  SUPPORT_OK(ctx, nn_model_init(model, NN_INIT_HE, 17));
+  return model;
+}
+
+static void make_batch(float *x, float *y, size_t m) {
+  support_rng rng = support_rng_seeded(5);
+  for (size_t k = 0; k < INPUTS * m; k++)
+    x[k] = (float)support_rng_gaussian(&rng);
+  memset(y, 0, OUTPUTS * m * sizeof *y);
+  for (size_t j = 0; j < m; j++)
+    y[j * OUTPUTS + (j * 7) % OUTPUTS] = 1.0f;
+}
+
+/* One forward and backward pass: Ŷ, and dW, db of every layer. */
+typedef struct pass_result {
+  float yhat[OUTPUTS * MAX_EXAMPLES];
+  float *gradients[LAYERS];
+  size_t gradient_count[LAYERS];
+  int fused[LAYERS];
+} pass_result;
+
+static void run_pass(nn_context *ctx, nn_model *model, nn_fusion fusion,
+                     size_t m, pass_result *out) {
+  static float x[INPUTS * MAX_EXAMPLES], y[OUTPUTS * MAX_EXAMPLES];
+  make_batch(x, y, m);
+  SUPPORT_OK(ctx, nn_model_set_fusion(model, fusion));
+  cr_assert_eq(nn_model_fusion(model), fusion);
+  SUPPORT_OK(ctx, nn_model_forward(model, x, m, 1, out->yhat));
+  SUPPORT_OK(ctx, nn_model_backward(model, y, m, 0.01f));
+  for (size_t l = 1; l <= LAYERS; l++) {
+    size_t count = widths[l] * widths[l - 1] + widths[l];
+    out->gradients[l - 1] = calloc(count, sizeof(float));
+    out->gradient_count[l - 1] = count;
+    SUPPORT_OK(ctx, nn_model_get_layer_gradients(
+                        model, l, out->gradients[l - 1],
+                        out->gradients[l - 1] + count - widths[l]));
+    out->fused[l - 1] = nn_model_layer_fused(model, l);
+  }
+}
+
+static void free_pass(pass_result *pass) {
+  for (size_t l = 0; l < LAYERS; l++)
+    free(pass->gradients[l]);
+}
+
+static double relative_distance(const float *x, const float *reference,
+                                size_t count) {
+  double difference = 0.0, norm = 0.0;
+  for (size_t k = 0; k < count; k++) {
+    difference += ((double)x[k] - reference[k]) * ((double)x[k] - reference[k]);
+    norm += (double)reference[k] * reference[k];
+  }
+  return sqrt(difference / fmax(norm, 1e-300));
+}
+
+static void assert_close_passes(const pass_result *fused,
+                                const pass_result *plain, size_t m,
+                                double tolerance, const char *what) {
+  double d = relative_distance(fused->yhat, plain->yhat, OUTPUTS * m);
+  cr_assert_leq(d, tolerance, "%s: Ŷ off by %g", what, d);
+  for (size_t l = 0; l < LAYERS; l++) {
+    d = relative_distance(fused->gradients[l], plain->gradients[l],
+                          plain->gradient_count[l]);
+    cr_assert_leq(d, tolerance, "%s: layer %zu gradients off by %g", what,
+                  l + 1, d);
+  }
+}
+
+/* ------------------------------------------------------------------------ */
+/* The setting, everywhere                                                   */
+/* ------------------------------------------------------------------------ */
+
+Test(fusion, names_round_trip) {
+  for (int f = 0; f < NN_FUSION_COUNT; f++) {
+    nn_fusion back = NN_FUSION_COUNT;
+    cr_assert_eq(nn_fusion_from_name(nn_fusion_name((nn_fusion)f), &back),
+                 NN_OK);
+    cr_assert_eq(back, (nn_fusion)f);
+  }
+  nn_fusion out;
+  cr_assert_eq(nn_fusion_from_name("on", &out), NN_ERROR_INVALID_ARGUMENT);
+  cr_assert_eq(nn_fusion_from_name(NULL, &out), NN_ERROR_INVALID_ARGUMENT);
+  cr_assert_str_eq(nn_fusion_name(NN_FUSION_OFF), "off");
+  cr_assert_str_eq(nn_fusion_name(NN_FUSION_AUTO), "auto");
+}
+
+Test(fusion, bad_settings_are_refused_and_change_nothing) {
+  nn_context *ctx = support_cpu_context();
+  nn_model *model = make_model(ctx, 0.0f);
+  cr_assert_eq(nn_model_fusion(model), NN_FUSION_AUTO, "a new model is AUTO");
+  cr_assert_eq(nn_model_set_fusion(model, (nn_fusion)9),
+               NN_ERROR_INVALID_ARGUMENT);
+  cr_assert_not_null(strstr(nn_context_last_error(ctx), "fusion"), "%s",
+                     nn_context_last_error(ctx));
+  cr_assert_eq(nn_model_fusion(model), NN_FUSION_AUTO);
+  cr_assert_eq(nn_model_set_fusion(NULL, NN_FUSION_OFF),
+               NN_ERROR_INVALID_ARGUMENT);
+  cr_assert_eq(nn_model_fusion(NULL), NN_FUSION_AUTO);
+  cr_assert_eq(nn_model_layer_fused(NULL, 1), 0);
+  cr_assert_eq(nn_model_layer_fused(model, 0), 0);
+  cr_assert_eq(nn_model_layer_fused(model, LAYERS + 1), 0);
+  nn_model_destroy(model);
+  nn_context_destroy(ctx);
+}
+
+/* The CPU has nothing to fuse: AUTO and OFF give the same bits, and no
+ * layer reports a fused pass. */
+Test(fusion, cpu_takes_either_setting_and_fuses_nothing) {
+  nn_context *ctx = support_cpu_context();
+  nn_model *model = make_model(ctx, 0.0f);
+  static pass_result automatic, off;
+  run_pass(ctx, model, NN_FUSION_AUTO, 33, &automatic);
+  run_pass(ctx, model, NN_FUSION_OFF, 33, &off);
+  cr_assert_eq(memcmp(automatic.yhat, off.yhat, OUTPUTS * 33 * sizeof(float)),
+               0);
+  for (size_t l = 0; l < LAYERS; l++) {
+    cr_assert_eq(automatic.fused[l], 0, "layer %zu", l + 1);
+    cr_assert_eq(memcmp(automatic.gradients[l], off.gradients[l],
+                        off.gradient_count[l] * sizeof(float)),
+                 0, "layer %zu gradients", l + 1);
+  }
+  free_pass(&automatic);
+  free_pass(&off);
+  nn_model_destroy(model);
+  nn_context_destroy(ctx);
+}
+
+/* ------------------------------------------------------------------------ */
+/* On the GPU                                                                */
+/* ------------------------------------------------------------------------ */
+
+/* Fused against plain in each precision, at a batch of 1, an odd batch and
+ * the full one; the fusable layers really fused and the others did not. */
+Test(fusion, fused_passes_match_the_plain_path) {
+  nn_context *ctx = support_gpu_context_or_skip();
+  nn_model *model = make_model(ctx, 0.0f);
+  const size_t batches[] = {1, 33, MAX_EXAMPLES};
+  const double tolerances[NN_PRECISION_COUNT] = {1e-5, 1e-3, 1e-3};
+  for (int p = 0; p < NN_PRECISION_COUNT; p++) {
+    SUPPORT_OK(ctx, nn_model_set_precision(model, (nn_precision)p));
+    for (size_t b = 0; b < 3; b++) {
+      static pass_result fused, plain;
+      run_pass(ctx, model, NN_FUSION_AUTO, batches[b], &fused);
+      run_pass(ctx, model, NN_FUSION_OFF, batches[b], &plain);
+      for (size_t l = 0; l < LAYERS; l++) {
+        cr_assert_eq(fused.fused[l], fusable[l], "%s, m = %zu: layer %zu",
+                     nn_precision_name((nn_precision)p), batches[b], l + 1);
+        cr_assert_eq(plain.fused[l], 0);
+      }
+      char what[64];
+      snprintf(what, sizeof what, "%s, m = %zu",
+               nn_precision_name((nn_precision)p), batches[b]);
+      assert_close_passes(&fused, &plain, batches[b], tolerances[p], what);
+      free_pass(&fused);
+      free_pass(&plain);
+    }
+  }
+  nn_model_destroy(model);
+  nn_context_destroy(ctx);
+}
+
+/* A ReLU layer with dropout keeps its Z (the mask needs it): plain. */
+Test(fusion, dropout_layers_stay_plain) {
+  nn_context *ctx = support_gpu_context_or_skip();
+  nn_model *model = make_model(ctx, 0.3f);
+  static pass_result pass;
+  run_pass(ctx, model, NN_FUSION_AUTO, 33, &pass);
+  cr_assert_eq(pass.fused[0], 1);
+  cr_assert_eq(pass.fused[1], 0, "layer 2 has dropout");
+  free_pass(&pass);
+  nn_model_destroy(model);
+  nn_context_destroy(ctx);
+}
+
+typedef struct training_run {
+  float *parameters;
+  size_t count;
+  double final_cost;
+  double accuracy;
+  size_t steps_graphed;
+  int first_layer_fused;
+} training_run;
+
+/* Planar data, 2-64-64-1 ReLU, Adam with L2, batches of 64 and a short
+ * last one. */
+static training_run train_planar(nn_context *ctx, nn_fusion fusion,
+                                 nn_step_graphs graphs) {
+  nn_dataset *data = support_planar_data(ctx, 12);
+  const size_t planar[] = {2, 64, 64, 1};
+  nn_model *model = support_model(ctx, planar, 3, NN_ACTIVATION_RELU,
+                                  NN_LOSS_BINARY_CROSS_ENTROPY);
+  SUPPORT_OK(ctx, nn_model_init(model, NN_INIT_HE, 5));
+  SUPPORT_OK(ctx, nn_model_set_fusion(model, fusion));
+  nn_train_options options;
+  nn_train_options_default(&options);
+  options.optimizer.kind = NN_OPTIMIZER_ADAM;
+  options.learning_rate = 0.01f;
+  options.l2_lambda = 0.001f;
+  options.batch_size = 64;
+  options.epochs = 120;
+  options.seed = 3;
+  options.step_graphs = graphs;
+  nn_train_summary summary;
+  SUPPORT_OK(ctx, nn_model_train(model, data, &options, &summary));
+  training_run run = {0};
+  run.count = nn_model_parameter_count(model);
+  run.parameters = calloc(run.count, sizeof(float));
+  SUPPORT_OK(ctx, nn_model_get_parameters(model, run.parameters, run.count));
+  run.final_cost = summary.final_cost;
+  run.steps_graphed = summary.steps_graphed;
+  run.first_layer_fused = nn_model_layer_fused(model, 1);
+  nn_metrics metrics;
+  SUPPORT_OK(ctx, nn_model_evaluate(model, data, &metrics));
+  run.accuracy = metrics.accuracy;
+  nn_model_destroy(model);
+  nn_dataset_destroy(data);
+  return run;
+}
+
+static void assert_same_bits(const training_run *a, const training_run *b,
+                             const char *what) {
+  cr_assert_eq(a->count, b->count);
+  cr_assert_eq(memcmp(a->parameters, b->parameters, a->count * sizeof(float)),
+               0, "%s: parameters differ", what);
+  cr_assert_eq(memcmp(&a->final_cost, &b->final_cost, sizeof a->final_cost), 0,
+               "%s: final cost %.17g against %.17g", what, a->final_cost,
+               b->final_cost);
+}
+
+Test(fusion, fused_training_reruns_bit_for_bit_graphed_or_not_and_learns) {
+  nn_context *ctx = support_gpu_context_or_skip();
+  training_run eager = train_planar(ctx, NN_FUSION_AUTO, NN_STEP_GRAPHS_OFF);
+  training_run again = train_planar(ctx, NN_FUSION_AUTO, NN_STEP_GRAPHS_OFF);
+  training_run graphed = train_planar(ctx, NN_FUSION_AUTO, NN_STEP_GRAPHS_AUTO);
+  training_run plain = train_planar(ctx, NN_FUSION_OFF, NN_STEP_GRAPHS_OFF);
+  cr_assert_eq(eager.first_layer_fused, 1);
+  cr_assert_eq(graphed.first_layer_fused, 1);
+  cr_assert_eq(plain.first_layer_fused, 0);
+  cr_assert_gt(graphed.steps_graphed, 0);
+  assert_same_bits(&again, &eager, "fused rerun");
+  assert_same_bits(&graphed, &eager, "fused, graphs against eager");
+  cr_assert_geq(plain.accuracy, 0.85, "plain accuracy %g", plain.accuracy);
+  cr_assert_geq(eager.accuracy, plain.accuracy - 0.03,
+                "fused accuracy %g, plain %g", eager.accuracy, plain.accuracy);
+  free(eager.parameters);
+  free(again.parameters);
+  free(graphed.parameters);
+  free(plain.parameters);
+  nn_context_destroy(ctx);
+}
