@@ -33,6 +33,7 @@ def row(record):
         f"{mib(used)} ({used / memory['minimum_bytes']:.2f}× min)")
     return [
         name, str(run["batch_size"]), run["precision"], run["data"],
+        f"{run.get('fusion', 'n/a')} ({run.get('fused_layers', 'n/a')} fused)",
         run["optimizer"],
         f"{steps['median']:.3f} ({steps['min']:.3f}–{steps['max']:.3f})",
         f"{record['samples_per_second']:.0f}",
@@ -44,7 +45,7 @@ def row(record):
     ]
 
 
-HEADER = ["model", "batch", "precision", "data", "optimizer",
+HEADER = ["model", "batch", "precision", "data", "fusion", "optimizer",
           "step ms median (min–max)", "samples/s", "TFLOP/s", "of peak",
           "gemm floor ms", "step / floor", "host→device copy",
           "model minimum", "device used"]
