@@ -46,6 +46,17 @@ int support_close(double a, double b, double tolerance) {
   return fabs(a - b) <= tolerance * scale;
 }
 
+double support_relative_distance(const float *x, const float *reference,
+                                 size_t count) {
+  double difference = 0.0, norm = 0.0;
+  for (size_t k = 0; k < count; k++) {
+    double delta = (double)x[k] - reference[k];
+    difference += delta * delta;
+    norm += (double)reference[k] * reference[k];
+  }
+  return sqrt(difference / fmax(norm, 1e-300));
+}
+
 support_rng support_rng_seeded(uint64_t seed) {
   /* splitmix64 of the seed: never the all-zero state xorshift cannot leave. */
   uint64_t z = seed + 0x9E3779B97F4A7C15ull;

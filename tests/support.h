@@ -33,6 +33,11 @@ nn_model *support_model(nn_context *ctx, const size_t *widths, size_t layers,
 /* |a - b| <= tolerance · max(1, |a|, |b|). */
 int support_close(double a, double b, double tolerance);
 
+/* ||x − reference|| / ||reference|| over count floats (2-norms, in
+ * double): how far a whole output or gradient is from its reference. */
+double support_relative_distance(const float *x, const float *reference,
+                                 size_t count);
+
 /* A small seeded generator for test data (xorshift64*), independent of the
  * library's generators so that data never depends on what is under test. */
 typedef struct support_rng {

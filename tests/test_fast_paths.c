@@ -58,16 +58,6 @@ Test(fast_paths, cpu_computes_in_fp32_only) {
 /* On the GPU                                                                */
 /* ------------------------------------------------------------------------ */
 
-static double relative_distance(const float *x, const float *reference,
-                                size_t count) {
-  double difference = 0.0, norm = 0.0;
-  for (size_t k = 0; k < count; k++) {
-    difference += ((double)x[k] - reference[k]) * ((double)x[k] - reference[k]);
-    norm += (double)reference[k] * reference[k];
-  }
-  return sqrt(difference / fmax(norm, 1e-300));
-}
-
 /* What one forward and backward pass gives: Ŷ and every dW, db. */
 typedef struct pass_result {
   float yhat[10 * EXAMPLES];
@@ -120,18 +110,20 @@ Test(fast_paths, products_in_each_precision_are_close_to_fp32) {
     double tolerance;
   } cases[] = {{"tf32", &tf32, 5e-3}, {"bf16", &bf16, 3e-2}};
   for (size_t c = 0; c < 2; c++) {
-    double d = relative_distance(cases[c].pass->yhat, fp32.yhat, 10 * EXAMPLES);
+    double d = support_relative_distance(cases[c].pass->yhat, fp32.yhat,
+                                         10 * EXAMPLES);
     cr_assert_leq(d, cases[c].tolerance, "%s: Ŷ off by %g", cases[c].name, d);
     for (size_t l = 0; l < 3; l++) {
-      d = relative_distance(cases[c].pass->gradients[l], fp32.gradients[l],
-                            fp32.gradient_count[l]);
+      d = support_relative_distance(cases[c].pass->gradients[l],
+                                    fp32.gradients[l], fp32.gradient_count[l]);
       cr_assert_leq(d, cases[c].tolerance, "%s: layer %zu gradients off by %g",
                     cases[c].name, l + 1, d);
     }
   }
   /* bf16 rounding of 64-wide random inputs cannot leave Ŷ exactly as is:
    * the path really ran in bf16. */
-  cr_assert_gt(relative_distance(bf16.yhat, fp32.yhat, 10 * EXAMPLES), 0.0);
+  cr_assert_gt(support_relative_distance(bf16.yhat, fp32.yhat, 10 * EXAMPLES),
+               0.0);
   /* Back to fp32: the same bits as the first fp32 pass. */
   static pass_result again;
   run_pass(model, ctx, NN_PRECISION_FP32, x, y, &again);

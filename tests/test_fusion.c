@@ -90,24 +90,14 @@ static void free_pass(pass_result *pass) {
     free(pass->gradients[l]);
 }
 
-static double relative_distance(const float *x, const float *reference,
-                                size_t count) {
-  double difference = 0.0, norm = 0.0;
-  for (size_t k = 0; k < count; k++) {
-    difference += ((double)x[k] - reference[k]) * ((double)x[k] - reference[k]);
-    norm += (double)reference[k] * reference[k];
-  }
-  return sqrt(difference / fmax(norm, 1e-300));
-}
-
 static void assert_close_passes(const pass_result *fused,
                                 const pass_result *plain, size_t m,
                                 double tolerance, const char *what) {
-  double d = relative_distance(fused->yhat, plain->yhat, OUTPUTS * m);
+  double d = support_relative_distance(fused->yhat, plain->yhat, OUTPUTS * m);
   cr_assert_leq(d, tolerance, "%s: Ŷ off by %g", what, d);
   for (size_t l = 0; l < LAYERS; l++) {
-    d = relative_distance(fused->gradients[l], plain->gradients[l],
-                          plain->gradient_count[l]);
+    d = support_relative_distance(fused->gradients[l], plain->gradients[l],
+                                  plain->gradient_count[l]);
     cr_assert_leq(d, tolerance, "%s: layer %zu gradients off by %g", what,
                   l + 1, d);
   }
