@@ -62,7 +62,7 @@ typedef struct nnlib_backend_ops {
 
   /* Where the data of a training run lives and how batches reach the
    * compute stream (host/feeder.c drives these):
-   *   streaming: a producer thread gathers each batch into a pinned staging
+   *   streaming: producer threads gather each batch into a pinned staging
    *   slot (host_alloc), upload_async copies it on the copy stream into one
    *   of two device input buffers and records an event; the compute stream
    *   waits on it (compute_wait). A slot is refilled only after its copy
