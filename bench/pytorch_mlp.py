@@ -411,8 +411,8 @@ class StreamingSource:
     """The set in pinned host memory; each batch gathered on the host into
     one of two pinned staging buffers and copied (non_blocking) on a side
     stream into one of two device buffers while the previous batch trains:
-    nn's streaming feeder, double-buffered. nn gathers on a producer
-    thread; here the gather runs right after the step is queued, so it
+    nn's streaming feeder, double-buffered. nn gathers on producer
+    threads; here the gather runs right after the step is queued, so it
     overlaps the device's work just the same."""
 
     description = "the set in pinned host memory; each batch gathered on " \

@@ -432,9 +432,11 @@ typedef int (*nn_progress_callback)(const nn_progress *progress,
 typedef enum nn_data_placement {
   NN_DATA_AUTO = 0,  /* resident when it fits on the GPU (half of the free
                         memory at most), else streamed; the CPU streams */
-  NN_DATA_STREAMING, /* host memory; a producer thread gathers each batch
-                        into pinned staging buffers copied on a copy stream
-                        while the previous batch trains */
+  NN_DATA_STREAMING, /* host memory; producer threads (NN_FEEDER_THREADS
+                        in the environment, else half the CPUs, 1 to 4)
+                        gather each batch into pinned staging buffers
+                        copied on a copy stream while the previous batch
+                        trains */
   NN_DATA_RESIDENT   /* the whole set is copied to the device once and
                         batches are gathered there */
 } nn_data_placement;
