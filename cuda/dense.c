@@ -70,12 +70,20 @@ static nn_status operand(nnlib_cuda_backend *cuda, nn_context *ctx,
 /* The fused ReLU products (cuBLASLt epilogues)                              */
 /* ------------------------------------------------------------------------ */
 
+static bool aligned_16(const void *pointer) {
+  return (uintptr_t)pointer % 16 == 0;
+}
+
 /* Whether the layer's shape and setting allow the ReLU epilogue: its bit
- * mask must fit in the Z block, and a layer above must take its dZ. */
+ * mask must fit in the Z block, and a layer above must take its dZ. b and
+ * db sit at any float offset in their arenas; cuBLASLt's epilogues have
+ * been seen to fail on bias vectors less than 16-byte aligned, so those
+ * layers stay plain. */
 static bool may_fuse_relu(const nnlib_layer *layer) {
   return layer->fusion == NN_FUSION_AUTO &&
          layer->activation == NN_ACTIVATION_RELU && layer->dropout == 0.0f &&
-         layer->units >= NNLIB_RELU_MASK_MIN_UNITS && layer->above != NULL;
+         layer->units >= NNLIB_RELU_MASK_MIN_UNITS && layer->above != NULL &&
+         aligned_16(layer->bias) && aligned_16(layer->bias_grad);
 }
 
 /* A (n × m) = max(W A_prev + b, 0), the bit mask over Z: op(A) = (Wᵀ)ᵀ
@@ -165,9 +173,11 @@ static nn_status relu_fusion_plan(nnlib_cuda_backend *cuda, nn_context *ctx,
   const nnlib_lt_product backward = relu_backward_product(
       above, backward_weights(above), dz, (float *)scratch, m);
   status = nnlib_cuda_lt_plan(cuda, ctx, &backward, &backward_plan);
-  if (status == NN_OK && backward_plan)
-    *out = forward_plan;
-  return status;
+  if (status != NN_OK || !backward_plan)
+    return status;
+  /* Planning the backward product may have evicted the forward plan from
+   * a full cache (and reused its slot): look it up again. */
+  return nnlib_cuda_lt_plan(cuda, ctx, forward, out);
 }
 
 /* The ReLU epilogue when it applies (*fused true), else nothing. */

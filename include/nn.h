@@ -337,11 +337,12 @@ NN_API nn_status nn_model_set_precision(nn_model *model,
 NN_API nn_precision nn_model_precision(const nn_model *model);
 
 /* Whether the CUDA backend fuses work into the matrix products with
- * cuBLASLt epilogues. With AUTO, a hidden ReLU layer without dropout (and
- * at least 4 units) gets Z = W A_prev + b and A = max(Z, 0) from one
- * cuBLASLt call that also keeps a ReLU bit mask, and the backward product
- * of the layer above it yields this layer's dZ (dA through the mask) and
- * its db column sums in the same call (DRELU_BGRAD). Every other layer —
+ * cuBLASLt epilogues. With AUTO, a hidden ReLU layer without dropout, with
+ * at least 4 units and its b 16-byte aligned in the parameter arena (so
+ * when n[0..l] are multiples of 4), gets Z = W A_prev + b and A = max(Z, 0)
+ * from one cuBLASLt call that also keeps a ReLU bit mask, and the backward
+ * product of the layer above it yields this layer's dZ (dA through the mask)
+ * and its db column sums in the same call (DRELU_BGRAD). Every other layer —
  * and any layer whose shapes cuBLASLt has no fused algorithm for — runs
  * the plain products and nn's own kernels, which OFF uses everywhere (the
  * reference). GELU layers are not fused: cuBLASLt's GELU epilogue is the

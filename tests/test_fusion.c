@@ -218,6 +218,33 @@ Test(fusion, dropout_layers_stay_plain) {
   nn_context_destroy(ctx);
 }
 
+/* 3 -> 5 relu -> 8 relu -> 2 softmax: b[1] starts at float 15 of the
+ * arena (not 16-byte aligned), so layer 1 stays plain; b[2] at float 60,
+ * so layer 2 fuses; and the results still match the plain path. */
+Test(fusion, layers_with_misaligned_biases_stay_plain) {
+  nn_context *ctx = support_gpu_context_or_skip();
+  const size_t narrow[] = {3, 5, 8, 2};
+  nn_model *model = support_model(ctx, narrow, 3, NN_ACTIVATION_RELU,
+                                  NN_LOSS_CATEGORICAL_CROSS_ENTROPY);
+  SUPPORT_OK(ctx, nn_model_init(model, NN_INIT_HE, 2));
+  SUPPORT_OK(ctx, nn_model_set_precision(model, NN_PRECISION_BF16));
+  float x[3 * 9], y[2 * 9] = {0}, fused[2 * 9], plain[2 * 9];
+  for (size_t k = 0; k < 3 * 9; k++)
+    x[k] = (float)k / 13.0f - 1.0f;
+  for (size_t j = 0; j < 9; j++)
+    y[2 * j + j % 2] = 1.0f;
+  SUPPORT_OK(ctx, nn_model_forward(model, x, 9, 1, fused));
+  SUPPORT_OK(ctx, nn_model_backward(model, y, 9, 0.0f));
+  cr_assert_eq(nn_model_layer_fused(model, 1), 0, "b[1] is misaligned");
+  cr_assert_eq(nn_model_layer_fused(model, 2), 1);
+  SUPPORT_OK(ctx, nn_model_set_fusion(model, NN_FUSION_OFF));
+  SUPPORT_OK(ctx, nn_model_forward(model, x, 9, 1, plain));
+  double d = support_relative_distance(fused, plain, 2 * 9);
+  cr_assert_leq(d, 1e-3, "Ŷ off by %g", d);
+  nn_model_destroy(model);
+  nn_context_destroy(ctx);
+}
+
 typedef struct training_run {
   float *parameters;
   size_t count;
