@@ -6,6 +6,7 @@
 #include "backend.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 #define GRAPH_CACHE_SIZE 4
 
@@ -89,20 +90,29 @@ static graph_entry *find_entry(nnlib_step_graphs *graphs,
 }
 
 /* Records the step body into entry->graph; the capture is ended whatever
- * happens, so the stream is never left capturing. */
+ * happens, so the stream is never left capturing. When the body fails, its
+ * message (naming the call that failed) is the one kept: ending a capture
+ * that the failure invalidated fails too (cudaErrorStreamCaptureInvalidated)
+ * and would otherwise overwrite it. */
 static nn_status capture(nnlib_step_graphs *graphs, graph_entry *entry,
                          const graph_key *key) {
   nn_model *model = graphs->model;
   nnlib_backend *backend = NNLIB_BACKEND(model);
-  nn_status status = backend->ops->graph_capture_begin(backend, model->ctx);
+  nn_context *ctx = model->ctx;
+  nn_status status = backend->ops->graph_capture_begin(backend, ctx);
   if (status != NN_OK)
     return status;
   nn_status body = nnlib_step_body(model, key->input, key->targets, key->m,
                                    key->l2_lambda, model->cost_scratch);
-  status = backend->ops->graph_capture_end(backend, model->ctx, body == NN_OK,
-                                           &entry->graph);
+  char body_error[sizeof ctx->last_error];
   if (body != NN_OK)
+    memcpy(body_error, ctx->last_error, sizeof body_error);
+  status = backend->ops->graph_capture_end(backend, ctx, body == NN_OK,
+                                           &entry->graph);
+  if (body != NN_OK) {
+    memcpy(ctx->last_error, body_error, sizeof body_error);
     return body;
+  }
   if (status == NN_OK)
     entry->key = *key;
   return status;
