@@ -140,6 +140,25 @@ typedef struct nnlib_layer {
   nnlib_layer_epilogue *epilogue;
 } nnlib_layer;
 
+/* Where a step is, for a timing probe (bench/breakdown.c): after layer l's
+ * forward (with its dropout), after the cost record, after layer l's
+ * backward (its dW, db, dA_prev and the layer below's dZ; l counts down
+ * from L, and L + 1 marks the output gradient), after the update. */
+typedef enum nnlib_phase {
+  NNLIB_PHASE_FORWARD,
+  NNLIB_PHASE_COST,
+  NNLIB_PHASE_BACKWARD,
+  NNLIB_PHASE_UPDATE,
+} nnlib_phase;
+
+/* Called by the scheduler at each of those points, in stream order, when
+ * nn_model.probe is set (never in normal use); a failure ends the step. */
+typedef struct nnlib_phase_probe nnlib_phase_probe;
+struct nnlib_phase_probe {
+  nn_status (*mark)(nnlib_phase_probe *probe, nn_model *model,
+                    nnlib_phase phase, size_t layer);
+};
+
 typedef void *nnlib_rng;
 /* A point in a backend's streams (cudaEvent_t on the GPU). */
 typedef void *nnlib_event;
@@ -175,6 +194,7 @@ struct nn_model {
   float *backward_scratch[2]; /* (max n[l] × capacity) each: dA / dZ */
 
   nnlib_rng dropout_rng;
+  nnlib_phase_probe *probe; /* NULL unless a timing tool set it */
 
   /* Backend memory for one cost record (nnlib_cost_record): 1 + L doubles.
    * For the costs asked for one at a time (nn_model_cost, evaluation). */

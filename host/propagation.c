@@ -9,6 +9,12 @@
 #include <math.h>
 #include <stdlib.h>
 
+/* The timing probe's mark, when there is one (l: 1-based layer). */
+static nn_status mark(nn_model *model, nnlib_phase phase, size_t l) {
+  return model->probe ? model->probe->mark(model->probe, model, phase, l)
+                      : NN_OK;
+}
+
 static const nnlib_layer *output_layer(const nn_model *model) {
   return &model->layers[model->layer_count - 1];
 }
@@ -30,6 +36,8 @@ nn_status nnlib_forward(nn_model *model, const float *input, size_t m,
     if (status == NN_OK && training && layer->dropout > 0.0f)
       status = NNLIB_OPS(model)->dropout_forward(
           NNLIB_BACKEND(model), model->ctx, layer, model->dropout_rng, m);
+    if (status == NN_OK)
+      status = mark(model, NNLIB_PHASE_FORWARD, l + 1);
   }
   model->forward_examples = status == NN_OK ? m : 0;
   model->forward_training = training;
@@ -121,6 +129,8 @@ nn_status nnlib_backward(nn_model *model, const float *targets, size_t m,
   float *dz = model->backward_scratch[current];
   nn_status status = backend->ops->output_gradient(
       backend, ctx, output_layer(model), targets, m, dz);
+  if (status == NN_OK)
+    status = mark(model, NNLIB_PHASE_BACKWARD, model->layer_count + 1);
   for (size_t l = model->layer_count; status == NN_OK && l-- > 0;) {
     float *da_prev = l > 0 ? model->backward_scratch[1 - current] : NULL;
     status = backend->ops->dense_backward(backend, ctx, &model->layers[l],
@@ -131,6 +141,8 @@ nn_status nnlib_backward(nn_model *model, const float *targets, size_t m,
       status =
           backend->ops->activation_backward(backend, ctx, &below, da_prev, m);
     }
+    if (status == NN_OK)
+      status = mark(model, NNLIB_PHASE_BACKWARD, l + 1);
     current = 1 - current;
     dz = da_prev;
   }
@@ -203,9 +215,13 @@ nn_status nnlib_step_body(nn_model *model, const float *input,
   if (status == NN_OK)
     status = nnlib_cost_record(model, targets, m, l2_lambda, record);
   if (status == NN_OK)
+    status = mark(model, NNLIB_PHASE_COST, 0);
+  if (status == NN_OK)
     status = nnlib_backward(model, targets, m, l2_lambda);
   if (status == NN_OK)
     status = nnlib_apply_update(model);
+  if (status == NN_OK)
+    status = mark(model, NNLIB_PHASE_UPDATE, 0);
   return status;
 }
 
