@@ -4,6 +4,9 @@
  * activations.cu and reductions.cu for the rest. The same math, in the same
  * steps, as cpu_dense_forward/backward; in fp32 the same arithmetic too.
  *
+ * bf16: the forward pass converts W and A_prev into the layer's own copies
+ * and the backward pass reads those again (only dZ is converted there).
+ *
  * Layout: W[l] is stored row-major [n, n_prev], the same bytes as a
  * column-major (n_prev × n) matrix, i.e. Wᵀ column-major with leading
  * dimension n_prev. Activations are column-major (rows × m), one example per
@@ -64,6 +67,14 @@ static nn_status operand(nnlib_cuda_backend *cuda, nn_context *ctx,
     return NN_OK;
   *out = copy;
   return nnlib_cuda_to_bf16(cuda, ctx, matrix, copy, count);
+}
+
+/* The operand a backward product reads for W or A_prev: the matrix itself,
+ * or with bf16 the layer's copy of it that the forward pass made (W and A
+ * are unchanged since; host/internal.h). */
+static const void *forward_operand(const nnlib_layer *layer,
+                                   const float *matrix, const void *copy) {
+  return layer->precision == NN_PRECISION_BF16 ? copy : matrix;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -203,16 +214,11 @@ static nn_status try_relu_forward(nnlib_cuda_backend *cuda, nn_context *ctx,
 static nn_status relu_backward(nnlib_cuda_backend *cuda, nn_context *ctx,
                                const nnlib_layer *layer, const void *dz,
                                size_t m, float inverse_m, float *da_prev) {
-  const void *w = NULL;
-  nn_status status =
-      operand(cuda, ctx, layer, layer->weights, layer->units * layer->inputs,
-              layer->bf16_weights, &w);
-  if (status != NN_OK)
-    return status;
+  const void *w = forward_operand(layer, layer->weights, layer->bf16_weights);
   const nnlib_lt_product product =
       relu_backward_product(layer, w, dz, da_prev, m);
   const nnlib_lt_plan *plan = NULL;
-  status = nnlib_cuda_lt_plan(cuda, ctx, &product, &plan);
+  nn_status status = nnlib_cuda_lt_plan(cuda, ctx, &product, &plan);
   if (status == NN_OK && !plan)
     return NNLIB_FAIL_CALL(ctx, NN_ERROR_BACKEND, "cublasLtMatmul",
                            "no DRELU_BGRAD algorithm for %d x %d x %d after "
@@ -294,16 +300,10 @@ static nn_status input_gradient(nnlib_cuda_backend *cuda, nn_context *ctx,
                                 const nnlib_layer *layer, const void *dz,
                                 size_t m, float *da_prev) {
   const int n = (int)layer->units, n_prev = (int)layer->inputs;
-  const void *w = NULL;
-  nn_status status =
-      operand(cuda, ctx, layer, layer->weights, layer->units * layer->inputs,
-              layer->bf16_weights, &w);
+  const void *w = forward_operand(layer, layer->weights, layer->bf16_weights);
   const gemm_shape shape = {CUBLAS_OP_N, CUBLAS_OP_N, n_prev, (int)m,
                             n,           n_prev,      n,      n_prev};
-  if (status == NN_OK)
-    status =
-        gemm(cuda, ctx, layer->precision, &shape, 1.0f, w, dz, 0.0f, da_prev);
-  return status;
+  return gemm(cuda, ctx, layer->precision, &shape, 1.0f, w, dz, 0.0f, da_prev);
 }
 
 nn_status nnlib_cuda_dense_backward(nnlib_backend *backend, nn_context *ctx,
@@ -315,12 +315,10 @@ nn_status nnlib_cuda_dense_backward(nnlib_backend *backend, nn_context *ctx,
   nn_status status = nnlib_cuda_use_device(cuda, ctx);
   if (status != NN_OK || m == 0)
     return status;
-  const void *x = NULL, *g = NULL;
-  status = operand(cuda, ctx, layer, a_prev, layer->inputs * m,
-                   layer->bf16_inputs, &x);
-  if (status == NN_OK)
-    status = operand(cuda, ctx, layer, dz, layer->units * m,
-                     layer->bf16_gradients, &g);
+  const void *x = forward_operand(layer, a_prev, layer->bf16_inputs);
+  const void *g = NULL;
+  status = operand(cuda, ctx, layer, dz, layer->units * m,
+                   layer->bf16_gradients, &g);
   if (status == NN_OK)
     status = weight_gradient(cuda, ctx, layer, x, g, m, inverse_m, l2_lambda);
   /* A layer that ran the ReLU epilogue got its db with its dZ, from the

@@ -124,14 +124,16 @@ typedef struct nnlib_layer {
   float *pre_activation; /* Z[l]: (n[l] × capacity) */
   float *activation_out; /* A[l]: (n[l] × capacity) */
   float *dropout_mask;   /* (n[l] × capacity) of 0 or 1/keep; NULL if none */
-  /* The model's precision, and with bf16 the model's conversion scratch
-   * (nn_model.bf16_scratch: the same three regions for every layer, used in
-   * stream order): room for the widest W, and for one activation and one
-   * dZ matrix of `capacity` columns, as bf16; NULL otherwise. */
+  /* The model's precision, and with bf16 this layer's views into the
+   * model's conversion scratch (nn_model.bf16_scratch; NULL otherwise):
+   * its own W and A_prev copies, made by its forward pass and read again by
+   * the backward pass that follows (W and A do not change in between; a
+   * new forward pass is needed after new parameters, precision or
+   * capacity), and the dZ copy all layers share in stream order. */
   nn_precision precision;
-  void *bf16_weights;   /* max n[l]·n[l-1] bf16 */
-  void *bf16_inputs;    /* max n[l-1] × capacity bf16: A_prev */
-  void *bf16_gradients; /* max n[l] × capacity bf16: dZ */
+  void *bf16_weights;   /* n[l]·n[l-1] bf16: W[l] */
+  void *bf16_inputs;    /* n[l-1] × capacity bf16: A_prev */
+  void *bf16_gradients; /* max n[l] × capacity bf16: dZ, shared */
   /* The model's fusion setting (nn_model_set_fusion); the neighbouring
    * layers, which a fused backward product reaches into (NULL at the
    * ends); and what the last forward pass left (never NULL). */

@@ -292,56 +292,71 @@ static size_t bf16_region(size_t elements) {
   return (elements + 127) & ~(size_t)127;
 }
 
-/* The scratch's regions, in bf16 elements: the widest W, then two
- * matrices of the widest layer input or output × capacity columns (A_prev,
- * dZ). False on overflow. */
-static bool bf16_regions(const nn_model *model, size_t capacity,
-                         size_t *weights, size_t *columns) {
-  size_t widest_weights = 0, widest = 0;
-  for (size_t l = 0; l < model->layer_count; l++) {
-    const nnlib_layer *layer = &model->layers[l];
-    size_t count = layer->units * layer->inputs;
-    widest_weights = count > widest_weights ? count : widest_weights;
-    widest = layer->inputs > widest ? layer->inputs : widest;
-    widest = layer->units > widest ? layer->units : widest;
-  }
-  *weights = bf16_region(widest_weights);
-  size_t matrix;
-  if (!nnlib_checked_mul(widest, capacity, &matrix) || matrix > SIZE_MAX / 8)
-    return false;
-  *columns = bf16_region(matrix);
-  return *weights <= SIZE_MAX / 2 - 2 * *columns;
+/* Takes a region of `rows` × `columns` bf16 (rounded up by bf16_region)
+ * at *cursor and returns its start; *ok turns false on overflow. */
+static size_t take_bf16(size_t *cursor, size_t rows, size_t columns, bool *ok) {
+  size_t elements = 0, start = *cursor;
+  if (!nnlib_checked_mul(rows, columns, &elements) || elements > SIZE_MAX / 8)
+    *ok = false;
+  size_t region = bf16_region(elements);
+  if (!*ok || *cursor > SIZE_MAX / 4 - region)
+    *ok = false;
+  else
+    *cursor += region;
+  return start;
 }
 
-static void bind_bf16_views(nn_model *model, size_t weights, size_t columns) {
-  uint16_t *scratch = (uint16_t *)(void *)model->bf16_scratch;
+/* The scratch's layout for `capacity` columns, in bf16 elements from base
+ * (NULL: only counts): each layer's W, then each layer's A_prev (n[l-1] ×
+ * capacity) — both converted by the layer's forward pass and read again by
+ * its backward pass in the same step, W and A being unchanged in between —
+ * then one dZ matrix (widest n[l] × capacity), which each layer's backward
+ * pass converts into in turn. The total in *elements; false on overflow. */
+static bool layout_bf16(nn_model *model, size_t capacity, uint16_t *base,
+                        size_t *elements) {
+  size_t cursor = 0, widest = 0;
+  bool ok = true;
   for (size_t l = 0; l < model->layer_count; l++) {
     nnlib_layer *layer = &model->layers[l];
-    layer->bf16_weights = scratch;
-    layer->bf16_inputs = scratch + weights;
-    layer->bf16_gradients = scratch + weights + columns;
+    size_t at = take_bf16(&cursor, layer->units, layer->inputs, &ok);
+    if (base)
+      layer->bf16_weights = base + at;
+    widest = layer->units > widest ? layer->units : widest;
   }
+  for (size_t l = 0; l < model->layer_count; l++) {
+    nnlib_layer *layer = &model->layers[l];
+    size_t at = take_bf16(&cursor, layer->inputs, capacity, &ok);
+    if (base)
+      layer->bf16_inputs = base + at;
+  }
+  size_t at = take_bf16(&cursor, widest, capacity, &ok);
+  for (size_t l = 0; base && l < model->layer_count; l++)
+    model->layers[l].bf16_gradients = base + at;
+  *elements = cursor;
+  return ok;
 }
 
 static nn_status reserve_bf16_scratch(nn_model *model) {
   if (model->precision != NN_PRECISION_BF16 ||
       model->bf16_capacity >= model->capacity)
     return NN_OK;
-  size_t weights = 0, columns = 0;
-  if (!bf16_regions(model, model->capacity, &weights, &columns))
+  size_t elements = 0;
+  if (!layout_bf16(model, model->capacity, NULL, &elements))
     return NNLIB_FAIL(model->ctx, NN_ERROR_OUT_OF_MEMORY,
                       "bf16 scratch for %zu examples overflows",
                       model->capacity);
   float *scratch = NULL;
   /* Two bf16 per float; every region is a multiple of 128 bf16. */
-  nn_status status = NNLIB_OPS(model)->alloc(
-      NNLIB_BACKEND(model), model->ctx, (weights + 2 * columns) / 2, &scratch);
+  nn_status status = NNLIB_OPS(model)->alloc(NNLIB_BACKEND(model), model->ctx,
+                                             elements / 2, &scratch);
   if (status != NN_OK)
     return status;
   NNLIB_OPS(model)->release(NNLIB_BACKEND(model), model->bf16_scratch);
   model->bf16_scratch = scratch;
   model->bf16_capacity = model->capacity;
-  bind_bf16_views(model, weights, columns);
+  /* The copies the old scratch held are gone with it. */
+  model->forward_examples = 0;
+  layout_bf16(model, model->capacity, (uint16_t *)(void *)scratch, &elements);
   return NN_OK;
 }
 
@@ -358,6 +373,9 @@ nn_status nn_model_set_precision(nn_model *model, nn_precision precision) {
   model->precision = precision;
   for (size_t l = 0; l < model->layer_count; l++)
     model->layers[l].precision = precision;
+  /* A backward pass reads the bf16 copies its forward pass made: none was
+   * made in another precision. */
+  model->forward_examples = 0;
   /* The scratch follows the activation arena's capacity. */
   return reserve_bf16_scratch(model);
 }
