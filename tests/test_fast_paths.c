@@ -54,6 +54,27 @@ Test(fast_paths, cpu_computes_in_fp32_only) {
   nn_context_destroy(ctx);
 }
 
+/* A backward pass reads the operand copies its forward pass made in the
+ * model's precision, so setting a precision asks for a new forward pass. */
+Test(fast_paths, a_precision_change_asks_for_a_new_forward_pass) {
+  nn_context *ctx = support_cpu_context();
+  const size_t widths[] = {3, 4, 1};
+  nn_model *model = support_model(ctx, widths, 2, NN_ACTIVATION_RELU,
+                                  NN_LOSS_BINARY_CROSS_ENTROPY);
+  SUPPORT_OK(ctx, nn_model_init(model, NN_INIT_HE, 3));
+  const float x[3 * 2] = {0.5f, -1.0f, 2.0f, 1.5f, 0.25f, -0.75f};
+  const float y[2] = {1.0f, 0.0f};
+  SUPPORT_OK(ctx, nn_model_forward(model, x, 2, 1, NULL));
+  SUPPORT_OK(ctx, nn_model_set_precision(model, NN_PRECISION_FP32));
+  cr_assert_eq(nn_model_backward(model, y, 2, 0.0f), NN_ERROR_STATE);
+  cr_assert_not_null(strstr(nn_context_last_error(ctx), "forward"), "%s",
+                     nn_context_last_error(ctx));
+  SUPPORT_OK(ctx, nn_model_forward(model, x, 2, 1, NULL));
+  SUPPORT_OK(ctx, nn_model_backward(model, y, 2, 0.0f));
+  nn_model_destroy(model);
+  nn_context_destroy(ctx);
+}
+
 /* ------------------------------------------------------------------------ */
 /* On the GPU                                                                */
 /* ------------------------------------------------------------------------ */
