@@ -5,6 +5,7 @@
 
 #include "backend.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -27,6 +28,7 @@ typedef struct graph_entry {
 struct nnlib_step_graphs {
   nn_model *model;
   graph_entry entries[GRAPH_CACHE_SIZE];
+  bool given_up; /* a capture failed: the rest of the run is eager */
 };
 
 static bool any_dropout(const nn_model *model) {
@@ -118,6 +120,25 @@ static nn_status capture(nnlib_step_graphs *graphs, graph_entry *entry,
   return status;
 }
 
+/* After a failed capture: nothing of the step ran (it was being recorded),
+ * so it runs eagerly now, and so does the rest of the run; the context's
+ * notice says why. Should the step fail eagerly too, that error is the
+ * one returned — it was not the capture's. */
+static nn_status give_up(nnlib_step_graphs *graphs, const float *input,
+                         const float *targets, size_t m, float l2_lambda,
+                         double *record, bool *graphed) {
+  nn_context *ctx = graphs->model->ctx;
+  graphs->given_up = true;
+  *graphed = false;
+  /* The notice holds the start of the capture's error (at most 160 of its
+   * characters, which name the failing call). */
+  snprintf(
+      ctx->notice, sizeof ctx->notice,
+      "training steps run without CUDA graphs: capturing one failed: %.160s",
+      ctx->last_error);
+  return nnlib_step_body(graphs->model, input, targets, m, l2_lambda, record);
+}
+
 nn_status nnlib_step_graphs_run(nnlib_step_graphs *graphs, const float *input,
                                 const float *targets, size_t m, float l2_lambda,
                                 double *record, bool *graphed) {
@@ -129,15 +150,14 @@ nn_status nnlib_step_graphs_run(nnlib_step_graphs *graphs, const float *input,
                          l2_lambda,
                          model->activation_arena,
                          model->bf16_scratch};
-  graph_entry *entry = find_entry(graphs, &key);
+  graph_entry *entry = graphs->given_up ? NULL : find_entry(graphs, &key);
   *graphed = entry != NULL;
   if (!entry)
     return nnlib_step_body(model, input, targets, m, l2_lambda, record);
-  nn_status status = NN_OK;
-  if (!entry->graph)
-    status = capture(graphs, entry, &key);
-  if (status == NN_OK)
-    status = backend->ops->graph_launch(backend, model->ctx, entry->graph);
+  if (!entry->graph && capture(graphs, entry, &key) != NN_OK)
+    return give_up(graphs, input, targets, m, l2_lambda, record, graphed);
+  nn_status status =
+      backend->ops->graph_launch(backend, model->ctx, entry->graph);
   /* The record, from the graph's fixed scratch to the step's slot. */
   if (status == NN_OK)
     status = backend->ops->copy(

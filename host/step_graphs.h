@@ -26,7 +26,8 @@ void nnlib_step_graphs_destroy(nnlib_step_graphs *graphs);
 
 /* One step after nnlib_stage_update, as nnlib_step_body would run it;
  * *graphed says whether it ran as a graph launch (it runs eagerly when
- * every cache entry is taken by other buffers). */
+ * every cache entry is taken by other buffers, and from a failed capture
+ * on — the step included — with the reason in nn_context_notice). */
 nn_status nnlib_step_graphs_run(nnlib_step_graphs *graphs, const float *input,
                                 const float *targets, size_t m, float l2_lambda,
                                 double *record, bool *graphed);
