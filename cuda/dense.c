@@ -25,6 +25,9 @@
  */
 #include "cuda_backend.h"
 
+#include <stdio.h>
+#include <string.h>
+
 /* C (rows × cols, column-major) = alpha op(A) op(B) + beta C in a
  * precision: fp32 with cublasSgemm in the handle's default math (no TF32);
  * tf32 with cublasGemmEx computing in CUBLAS_COMPUTE_32F_FAST_TF32; bf16
@@ -191,7 +194,10 @@ static nn_status relu_fusion_plan(nnlib_cuda_backend *cuda, nn_context *ctx,
   return nnlib_cuda_lt_plan(cuda, ctx, forward, out);
 }
 
-/* The ReLU epilogue when it applies (*fused true), else nothing. */
+/* The ReLU epilogue when it applies (*fused true), else nothing. The
+ * heuristic's word is no guarantee that an algorithm runs (cuBLASLt says
+ * so): one that refuses is not tried again, and the layer takes its plain
+ * path — the call wrote nothing, as a refused call does not launch. */
 static nn_status try_relu_forward(nnlib_cuda_backend *cuda, nn_context *ctx,
                                   const nnlib_layer *layer, const void *w,
                                   const void *x, size_t m, bool *fused) {
@@ -203,9 +209,19 @@ static nn_status try_relu_forward(nnlib_cuda_backend *cuda, nn_context *ctx,
   nn_status status = relu_fusion_plan(cuda, ctx, &product, layer, m, &plan);
   if (status != NN_OK || !plan)
     return status;
-  status = nnlib_cuda_lt_run(cuda, ctx, plan, &product);
-  *fused = status == NN_OK;
-  return status;
+  char before[sizeof ctx->last_error];
+  memcpy(before, ctx->last_error, sizeof before);
+  if (nnlib_cuda_lt_run(cuda, ctx, plan, &product) != NN_OK) {
+    nnlib_cuda_lt_refuse(cuda, plan);
+    snprintf(ctx->notice, sizeof ctx->notice,
+             "a fused ReLU product failed, layers of its shape run plain: "
+             "%.150s",
+             ctx->last_error);
+    memcpy(ctx->last_error, before, sizeof before);
+    return NN_OK;
+  }
+  *fused = true;
+  return NN_OK;
 }
 
 /* dZ[below] and db[below] from the DRELU_BGRAD product, then db /= m. The

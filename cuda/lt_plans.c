@@ -305,6 +305,12 @@ nn_status nnlib_cuda_lt_plan(nnlib_cuda_backend *cuda, nn_context *ctx,
   return NN_OK;
 }
 
+void nnlib_cuda_lt_refuse(nnlib_cuda_backend *cuda, const nnlib_lt_plan *plan) {
+  for (size_t k = 0; k < cuda->lt_plans->count; k++)
+    if (&cuda->lt_plans->plans[k] == plan)
+      cuda->lt_plans->plans[k].usable = false;
+}
+
 nn_status nnlib_cuda_lt_run(nnlib_cuda_backend *cuda, nn_context *ctx,
                             const nnlib_lt_plan *plan,
                             const nnlib_lt_product *product) {

@@ -833,9 +833,10 @@ static int finish(const train_config *config, run_objects *run,
                                         : nn_dataset_example_count(run->train));
   printf("time: %.2f s, %.0f samples/s%s\n", seconds, samples / seconds,
          summary->stopped_early ? " (stopped early)" : "");
-  /* What the library chose on its own during training (graphs given up). */
+  /* What the library chose on its own during training: CUDA graphs or a
+   * fused product given up (the device fallback was said at the start). */
   const char *notice = nn_context_notice(run->ctx);
-  if (strstr(notice, "CUDA graphs"))
+  if (strstr(notice, "CUDA graphs") || strstr(notice, "run plain"))
     cli_error(program, "note: %s", notice);
   nn_status status = nn_model_save(run->model, config->save_path,
                                    &config->options, &summary->state);
