@@ -7,7 +7,9 @@ set -euo pipefail
 shared=$1
 static=$2
 
-nanomsg=$(ldconfig -p | awk '/libnanomsg\.so/ {print $NF; exit}')
+# (awk reads all of ldconfig's output: leaving early would kill ldconfig
+# with SIGPIPE, which pipefail turns into a silent failure of this script.)
+nanomsg=$(ldconfig -p | awk '/libnanomsg\.so/ && !found {print $NF; found = 1}')
 [ -n "$nanomsg" ] || { echo "libnanomsg not found (it comes with libcriterion-dev)"; exit 1; }
 nm -D --defined-only "$nanomsg" | awk '{print $NF}' | sort -u >nanomsg.symbols
 [ "$(wc -l <nanomsg.symbols)" -gt 50 ] || { echo "could not read nanomsg's symbols"; exit 1; }

@@ -24,7 +24,9 @@ example=$source_dir/examples/train_xor.c
 echo "== pkg-config, shared"
 # shellcheck disable=SC2046
 cc "$example" $(pkg-config --cflags nn) -o "$work/xor_pc_shared" $(pkg-config --libs nn)
-ldd "$work/xor_pc_shared" | grep -q "$libdir/libnn.so" ||
+# (grep >/dev/null, not grep -q, after ldd: with pipefail, grep -q leaving
+# early can kill ldd with SIGPIPE and fail a check that passed.)
+ldd "$work/xor_pc_shared" | grep "$libdir/libnn.so" >/dev/null ||
   { echo "pkg-config shared build does not use the installed libnn.so"; exit 1; }
 "$work/xor_pc_shared"
 
@@ -32,7 +34,7 @@ echo "== pkg-config, static"
 static_libs=$(pkg-config --static --libs nn | sed 's/-lnn\b/-l:libnn.a/')
 # shellcheck disable=SC2086
 cc "$example" $(pkg-config --cflags nn) -o "$work/xor_pc_static" $static_libs
-if ldd "$work/xor_pc_static" | grep -q libnn.so; then
+if ldd "$work/xor_pc_static" | grep libnn.so >/dev/null; then
   echo "static build still links libnn.so"; exit 1
 fi
 "$work/xor_pc_static"
@@ -42,7 +44,7 @@ cmake -S "$source_dir/examples" -B "$work/consumer" -DCMAKE_PREFIX_PATH="$prefix
 cmake --build "$work/consumer" -j2 >/dev/null
 "$work/consumer/train_xor"
 "$work/consumer/train_xor_static"
-if ldd "$work/consumer/train_xor_static" | grep -q libnn.so; then
+if ldd "$work/consumer/train_xor_static" | grep libnn.so >/dev/null; then
   echo "nn::nn_static links libnn.so"; exit 1
 fi
 echo "install test passed"
