@@ -255,10 +255,10 @@ void nnlib_cuda_lt_destroy(nnlib_cuda_backend *cuda);
  * the product's shape, precision, epilogue and pointer alignments count. */
 nn_status nnlib_cuda_lt_plan(nnlib_cuda_backend *cuda, nn_context *ctx,
                              const nnlib_lt_product *product,
-                             const nnlib_lt_plan **plan);
+                             nnlib_lt_plan **plan);
 /* Marks a plan unusable, so that nnlib_cuda_lt_plan gives NULL for its
  * product from now on (its algorithm failed to run). */
-void nnlib_cuda_lt_refuse(nnlib_cuda_backend *cuda, const nnlib_lt_plan *plan);
+void nnlib_cuda_lt_refuse(nnlib_lt_plan *plan);
 /* Runs the product with a plan nnlib_cuda_lt_plan gave for it, on the
  * compute stream. */
 nn_status nnlib_cuda_lt_run(nnlib_cuda_backend *cuda, nn_context *ctx,

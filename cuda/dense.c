@@ -72,11 +72,12 @@ static nn_status operand(nnlib_cuda_backend *cuda, nn_context *ctx,
   return nnlib_cuda_to_bf16(cuda, ctx, matrix, copy, count);
 }
 
-/* The operand a backward product reads for W or A_prev: the matrix itself,
- * or with bf16 the layer's copy of it that the forward pass made (W and A
- * are unchanged since; host/internal.h). */
-static const void *forward_operand(const nnlib_layer *layer,
-                                   const float *matrix, const void *copy) {
+/* Where a product's operand is, without converting anything: the fp32
+ * matrix itself, or with bf16 its copy — for W and A_prev in a backward
+ * pass, the one the forward pass made (W and A are unchanged since;
+ * host/internal.h). */
+static const void *converted(const nnlib_layer *layer, const float *matrix,
+                             const void *copy) {
   return layer->precision == NN_PRECISION_BF16 ? copy : matrix;
 }
 
@@ -159,38 +160,28 @@ static nnlib_lt_product relu_backward_product(const nnlib_layer *layer,
   return product;
 }
 
-/* Where the W operand of the layer's backward product will be: W itself,
- * or with bf16 the model's bf16 copy region (for planning ahead). */
-static const void *backward_weights(const nnlib_layer *layer) {
-  return layer->precision == NN_PRECISION_BF16 ? layer->bf16_weights
-                                               : layer->weights;
-}
-
 /* The plan of the forward product, when cuBLASLt also has one for the
  * backward product of the layer above at this m; NULL otherwise. The
- * backward product's dZ and dA_prev are backward scratch blocks of the
- * activation arena (256-byte aligned, host/model.c), which the stand-in
- * address below has the alignment of; it is only used for planning. */
+ * backward product's W operand is known now (W, or its bf16 copy); its dZ
+ * and dA_prev are backward scratch blocks of the activation arena
+ * (256-byte aligned, host/model.c), which the stand-in address below has
+ * the alignment of; it is only used for planning. The backward product is
+ * planned first, so that the plan handed back is the last one looked up
+ * (a full cache may evict any earlier one). */
 static nn_status relu_fusion_plan(nnlib_cuda_backend *cuda, nn_context *ctx,
                                   const nnlib_lt_product *forward,
                                   const nnlib_layer *layer, size_t m,
-                                  const nnlib_lt_plan **out) {
+                                  nnlib_lt_plan **out) {
   *out = NULL;
-  const nnlib_lt_plan *forward_plan = NULL, *backward_plan = NULL;
-  nn_status status = nnlib_cuda_lt_plan(cuda, ctx, forward, &forward_plan);
-  if (status != NN_OK || !forward_plan)
-    return status;
   const nnlib_layer *above = layer->above;
   void *scratch = (void *)(uintptr_t)256;
-  const void *dz =
-      above->precision == NN_PRECISION_BF16 ? above->bf16_gradients : scratch;
   const nnlib_lt_product backward = relu_backward_product(
-      above, backward_weights(above), dz, (float *)scratch, m);
-  status = nnlib_cuda_lt_plan(cuda, ctx, &backward, &backward_plan);
+      above, converted(above, above->weights, above->bf16_weights),
+      converted(above, scratch, above->bf16_gradients), (float *)scratch, m);
+  nnlib_lt_plan *backward_plan = NULL;
+  nn_status status = nnlib_cuda_lt_plan(cuda, ctx, &backward, &backward_plan);
   if (status != NN_OK || !backward_plan)
     return status;
-  /* Planning the backward product may have evicted the forward plan from
-   * a full cache (and reused its slot): look it up again. */
   return nnlib_cuda_lt_plan(cuda, ctx, forward, out);
 }
 
@@ -205,14 +196,14 @@ static nn_status try_relu_forward(nnlib_cuda_backend *cuda, nn_context *ctx,
   if (!may_fuse_relu(layer))
     return NN_OK;
   const nnlib_lt_product product = relu_forward_product(layer, w, x, m);
-  const nnlib_lt_plan *plan = NULL;
+  nnlib_lt_plan *plan = NULL;
   nn_status status = relu_fusion_plan(cuda, ctx, &product, layer, m, &plan);
   if (status != NN_OK || !plan)
     return status;
   char before[sizeof ctx->last_error];
   memcpy(before, ctx->last_error, sizeof before);
   if (nnlib_cuda_lt_run(cuda, ctx, plan, &product) != NN_OK) {
-    nnlib_cuda_lt_refuse(cuda, plan);
+    nnlib_cuda_lt_refuse(plan);
     snprintf(ctx->notice, sizeof ctx->notice,
              "a fused ReLU product failed, layers of its shape run plain: "
              "%.150s",
@@ -230,10 +221,10 @@ static nn_status try_relu_forward(nnlib_cuda_backend *cuda, nn_context *ctx,
 static nn_status relu_backward(nnlib_cuda_backend *cuda, nn_context *ctx,
                                const nnlib_layer *layer, const void *dz,
                                size_t m, float inverse_m, float *da_prev) {
-  const void *w = forward_operand(layer, layer->weights, layer->bf16_weights);
+  const void *w = converted(layer, layer->weights, layer->bf16_weights);
   const nnlib_lt_product product =
       relu_backward_product(layer, w, dz, da_prev, m);
-  const nnlib_lt_plan *plan = NULL;
+  nnlib_lt_plan *plan = NULL;
   nn_status status = nnlib_cuda_lt_plan(cuda, ctx, &product, &plan);
   if (status == NN_OK && !plan)
     return NNLIB_FAIL_CALL(ctx, NN_ERROR_BACKEND, "cublasLtMatmul",
@@ -316,7 +307,7 @@ static nn_status input_gradient(nnlib_cuda_backend *cuda, nn_context *ctx,
                                 const nnlib_layer *layer, const void *dz,
                                 size_t m, float *da_prev) {
   const int n = (int)layer->units, n_prev = (int)layer->inputs;
-  const void *w = forward_operand(layer, layer->weights, layer->bf16_weights);
+  const void *w = converted(layer, layer->weights, layer->bf16_weights);
   const gemm_shape shape = {CUBLAS_OP_N, CUBLAS_OP_N, n_prev, (int)m,
                             n,           n_prev,      n,      n_prev};
   return gemm(cuda, ctx, layer->precision, &shape, 1.0f, w, dz, 0.0f, da_prev);
@@ -331,7 +322,7 @@ nn_status nnlib_cuda_dense_backward(nnlib_backend *backend, nn_context *ctx,
   nn_status status = nnlib_cuda_use_device(cuda, ctx);
   if (status != NN_OK || m == 0)
     return status;
-  const void *x = forward_operand(layer, a_prev, layer->bf16_inputs);
+  const void *x = converted(layer, a_prev, layer->bf16_inputs);
   const void *g = NULL;
   status = operand(cuda, ctx, layer, dz, layer->units * m,
                    layer->bf16_gradients, &g);

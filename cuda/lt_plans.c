@@ -285,30 +285,25 @@ static nnlib_lt_plan *free_slot(nnlib_lt_cache *cache) {
 
 nn_status nnlib_cuda_lt_plan(nnlib_cuda_backend *cuda, nn_context *ctx,
                              const nnlib_lt_product *product,
-                             const nnlib_lt_plan **out) {
+                             nnlib_lt_plan **out) {
   *out = NULL;
   const lt_key key = key_of(product);
   nnlib_lt_plan *plan = find_plan(cuda->lt_plans, &key);
   if (!plan) {
-    plan = free_slot(cuda->lt_plans);
-    nn_status status = build_plan(cuda, ctx, product, plan);
-    if (status != NN_OK) {
-      /* The slot was released: give it back if it was the last taken. */
-      if (plan == &cuda->lt_plans->plans[cuda->lt_plans->count - 1])
-        cuda->lt_plans->count--;
-      else
-        plan->key.epilogue = -1; /* matches no product */
+    /* Built aside, so that a failure leaves the cache as it was. */
+    nnlib_lt_plan built;
+    nn_status status = build_plan(cuda, ctx, product, &built);
+    if (status != NN_OK)
       return status;
-    }
+    plan = free_slot(cuda->lt_plans);
+    *plan = built;
   }
   *out = plan->usable ? plan : NULL;
   return NN_OK;
 }
 
-void nnlib_cuda_lt_refuse(nnlib_cuda_backend *cuda, const nnlib_lt_plan *plan) {
-  for (size_t k = 0; k < cuda->lt_plans->count; k++)
-    if (&cuda->lt_plans->plans[k] == plan)
-      cuda->lt_plans->plans[k].usable = false;
+void nnlib_cuda_lt_refuse(nnlib_lt_plan *plan) {
+  plan->usable = false;
 }
 
 nn_status nnlib_cuda_lt_run(nnlib_cuda_backend *cuda, nn_context *ctx,

@@ -213,72 +213,68 @@ void nn_model_destroy(nn_model *model) {
 /* Activation arena                                                          */
 /* ------------------------------------------------------------------------ */
 
-/* Floats per example column in the activation arena, before the blocks
- * are rounded up (activation_block). */
-static size_t activation_floats_per_example(const nn_model *model) {
-  const nnlib_layer *output = &model->layers[model->layer_count - 1];
-  size_t widest = model->input_width, total = model->input_width;
-  total += output->units; /* targets */
-  for (size_t l = 0; l < model->layer_count; l++) {
-    const nnlib_layer *layer = &model->layers[l];
-    total += layer->units * (layer->dropout > 0.0f ? 3 : 2);
-    widest = layer->units > widest ? layer->units : widest;
-  }
-  return total + 2 * widest;
-}
-
 /* Every block of the activation arena starts 256 bytes apart from the
  * arena's start (64 floats), which cuBLASLt's fastest algorithms want of
  * their operands, bit masks and outputs. */
 #define ACTIVATION_ALIGNMENT_FLOATS 64
-static size_t activation_block(size_t floats) {
-  return (floats + ACTIVATION_ALIGNMENT_FLOATS - 1) /
-         ACTIVATION_ALIGNMENT_FLOATS * ACTIVATION_ALIGNMENT_FLOATS;
+
+/* Takes a block of rows × columns + extra floats, rounded up to the
+ * alignment, at *cursor and returns its start; *ok turns false on
+ * overflow. */
+static size_t take_block(size_t *cursor, size_t rows, size_t columns,
+                         size_t extra, bool *ok) {
+  size_t floats = 0, start = *cursor;
+  if (!nnlib_checked_mul(rows, columns, &floats) ||
+      floats > SIZE_MAX / 2 - extra - ACTIVATION_ALIGNMENT_FLOATS)
+    *ok = false;
+  size_t block = (floats + extra + ACTIVATION_ALIGNMENT_FLOATS - 1) /
+                 ACTIVATION_ALIGNMENT_FLOATS * ACTIVATION_ALIGNMENT_FLOATS;
+  if (!*ok || *cursor > SIZE_MAX / 2 - block)
+    *ok = false;
+  else
+    *cursor += block;
+  return start;
 }
 
-/* The most floats activation_block adds in all (one rounding per block:
- * input, targets, Z, A and mask per layer, two scratch buffers). */
-static size_t activation_rounding(const nn_model *model) {
-  return (4 + 3 * model->layer_count) * ACTIVATION_ALIGNMENT_FLOATS;
+/* *view = base + at, when there is a base (a layout walk only counting has
+ * none). */
+static void bind_view(float **view, float *base, size_t at) {
+  if (base)
+    *view = base + at;
 }
 
-/* Walks the arena's layout for `capacity` columns from `base` (NULL: only
- * counts) and returns the floats it takes; binds the views when base is
- * not NULL. */
-static size_t layout_activations(nn_model *model, size_t capacity,
-                                 float *base) {
+/* The arena's layout for `capacity` columns: input, targets, per layer Z,
+ * A and (with dropout) its mask with NNLIB_DROPOUT_PADDING spare floats,
+ * two backward scratch blocks of the widest layer. Binds the views from
+ * base when it is not NULL; the total in *floats; false on overflow. */
+static bool layout_activations(nn_model *model, size_t capacity, float *base,
+                               size_t *floats) {
   size_t cursor = 0, widest = model->input_width;
-#define TAKE(view, floats)                                                     \
-  do {                                                                         \
-    if (base)                                                                  \
-      (view) = base + cursor;                                                  \
-    cursor += activation_block(floats);                                        \
-  } while (0)
-  TAKE(model->input, model->input_width * capacity);
-  TAKE(model->targets, model->layers[model->layer_count - 1].units * capacity);
+  bool ok = true;
+  const size_t outputs = model->layers[model->layer_count - 1].units;
+  bind_view(&model->input, base,
+            take_block(&cursor, model->input_width, capacity, 0, &ok));
+  bind_view(&model->targets, base,
+            take_block(&cursor, outputs, capacity, 0, &ok));
   for (size_t l = 0; l < model->layer_count; l++) {
     nnlib_layer *layer = &model->layers[l];
-    TAKE(layer->pre_activation, layer->units * capacity);
-    TAKE(layer->activation_out, layer->units * capacity);
+    bind_view(&layer->pre_activation, base,
+              take_block(&cursor, layer->units, capacity, 0, &ok));
+    bind_view(&layer->activation_out, base,
+              take_block(&cursor, layer->units, capacity, 0, &ok));
     if (base)
       layer->dropout_mask = NULL;
     if (layer->dropout > 0.0f)
-      TAKE(layer->dropout_mask,
-           layer->units * capacity + NNLIB_DROPOUT_PADDING);
+      bind_view(&layer->dropout_mask, base,
+                take_block(&cursor, layer->units, capacity,
+                           NNLIB_DROPOUT_PADDING, &ok));
     widest = layer->units > widest ? layer->units : widest;
   }
-  TAKE(model->backward_scratch[0], widest * capacity);
-  TAKE(model->backward_scratch[1], widest * capacity);
-#undef TAKE
-  return cursor;
-}
-
-/* The spare floats after each dropout mask (see nnlib_dropout_draw_count). */
-static size_t dropout_padding(const nn_model *model) {
-  size_t padding = 0;
-  for (size_t l = 0; l < model->layer_count; l++)
-    padding += model->layers[l].dropout > 0.0f ? NNLIB_DROPOUT_PADDING : 0;
-  return padding;
+  for (size_t k = 0; k < 2; k++)
+    bind_view(&model->backward_scratch[k], base,
+              take_block(&cursor, widest, capacity, 0, &ok));
+  *floats = cursor;
+  return ok;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -409,16 +405,11 @@ int nn_model_layer_fused(const nn_model *model, size_t layer) {
 static nn_status reserve_activations(nn_model *model, size_t examples) {
   if (examples <= model->capacity)
     return NN_OK;
-  size_t total;
-  const size_t extra = dropout_padding(model) + activation_rounding(model);
-  if (examples > INT_MAX ||
-      !nnlib_checked_mul(activation_floats_per_example(model), examples,
-                         &total) ||
-      total + extra < total)
+  size_t total = 0;
+  if (examples > INT_MAX || !layout_activations(model, examples, NULL, &total))
     return NNLIB_FAIL(model->ctx, NN_ERROR_OUT_OF_MEMORY,
                       "activations for %zu examples overflow", examples);
   float *arena = NULL;
-  total = layout_activations(model, examples, NULL);
   nn_status status =
       NNLIB_OPS(model)->alloc(NNLIB_BACKEND(model), model->ctx, total, &arena);
   if (status != NN_OK)
@@ -428,7 +419,7 @@ static nn_status reserve_activations(nn_model *model, size_t examples) {
   model->capacity = examples;
   model->forward_examples = 0;
   model->backward_examples = 0;
-  layout_activations(model, examples, arena);
+  layout_activations(model, examples, arena, &total);
   return NN_OK;
 }
 

@@ -833,11 +833,7 @@ static int finish(const train_config *config, run_objects *run,
                                         : nn_dataset_example_count(run->train));
   printf("time: %.2f s, %.0f samples/s%s\n", seconds, samples / seconds,
          summary->stopped_early ? " (stopped early)" : "");
-  /* What the library chose on its own during training: CUDA graphs or a
-   * fused product given up (the device fallback was said at the start). */
-  const char *notice = nn_context_notice(run->ctx);
-  if (strstr(notice, "CUDA graphs") || strstr(notice, "run plain"))
-    cli_error(program, "note: %s", notice);
+
   nn_status status = nn_model_save(run->model, config->save_path,
                                    &config->options, &summary->state);
   if (status != NN_OK)
@@ -881,9 +877,15 @@ static int train(train_config *config, run_objects *run) {
   describe(config, run);
   catch_interrupt();
   nn_train_summary summary;
+  /* What the library decides on its own while training (CUDA graphs or a
+   * fused product given up) lands in the context's notice. */
+  char notice[256];
+  snprintf(notice, sizeof notice, "%s", nn_context_notice(run->ctx));
   nn_status status =
       nn_model_train(run->model, run->train, &config->options, &summary);
   double seconds = cli_now() - progress.started;
+  if (strcmp(notice, nn_context_notice(run->ctx)) != 0)
+    cli_error(program, "note: %s", nn_context_notice(run->ctx));
   config->options.resume = NULL;
   if (status == NN_ERROR_STOPPED && interrupted)
     return save_interrupted(config, run, &summary);
