@@ -125,20 +125,31 @@ Test(fast_paths, products_in_each_precision_are_close_to_fp32) {
   run_pass(model, ctx, NN_PRECISION_FP32, x, y, &fp32);
   run_pass(model, ctx, NN_PRECISION_TF32, x, y, &tf32);
   run_pass(model, ctx, NN_PRECISION_BF16, x, y, &bf16);
+  /* Ŷ is off by about the unit roundoff of the inputs (2^-11 for tf32,
+   * 2^-9 for bf16). The gradients are off by more, the further from the
+   * output: dW = (1/m) dZ A_prevᵀ sums 96 examples' terms of either sign,
+   * so the sum is smaller than its terms by about √96, while each term
+   * carries the rounding of every product above it. On the CPU emulator
+   * (inputs rounded to nearest, fp32 sums) the distances are tf32: Ŷ 4.9e-4,
+   * layers 1-3: 2.1e-2, 7.0e-3, 4.6e-4; bf16: 4.0e-3, 4.7e-2, 2.6e-2,
+   * 3.6e-3. The bounds leave room for hardware that truncates to tf32. */
   const struct {
     const char *name;
     const pass_result *pass;
-    double tolerance;
-  } cases[] = {{"tf32", &tf32, 5e-3}, {"bf16", &bf16, 3e-2}};
+    double yhat_tolerance, gradient_tolerance[3];
+  } cases[] = {{"tf32", &tf32, 2e-3, {6e-2, 2e-2, 2e-3}},
+               {"bf16", &bf16, 1.5e-2, {0.15, 8e-2, 1.5e-2}}};
   for (size_t c = 0; c < 2; c++) {
     double d = support_relative_distance(cases[c].pass->yhat, fp32.yhat,
                                          10 * EXAMPLES);
-    cr_assert_leq(d, cases[c].tolerance, "%s: Ŷ off by %g", cases[c].name, d);
+    cr_assert_leq(d, cases[c].yhat_tolerance, "%s: Ŷ off by %g", cases[c].name,
+                  d);
     for (size_t l = 0; l < 3; l++) {
       d = support_relative_distance(cases[c].pass->gradients[l],
                                     fp32.gradients[l], fp32.gradient_count[l]);
-      cr_assert_leq(d, cases[c].tolerance, "%s: layer %zu gradients off by %g",
-                    cases[c].name, l + 1, d);
+      cr_assert_leq(d, cases[c].gradient_tolerance[l],
+                    "%s: layer %zu gradients off by %g", cases[c].name, l + 1,
+                    d);
     }
   }
   /* bf16 rounding of 64-wide random inputs cannot leave Ŷ exactly as is:

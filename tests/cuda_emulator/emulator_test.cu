@@ -1,0 +1,243 @@
+/*
+ * emulator_test.cu — the CUDA emulator checked on its own: that kernels see
+ * the threads, blocks, barriers and shuffles a GPU gives them, that the
+ * mistakes it promises to catch are caught, and that streams, events and
+ * graphs keep CUDA's order. Compiled like the backend's .cu files (launches
+ * rewritten, device_code.hpp force-included); each test runs in a process
+ * of its own, so a sticky error ends with its test.
+ */
+#include <criterion/criterion.h>
+
+#include <cmath>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <thread>
+#include <vector>
+
+/* out[global thread] = its block-local index and block index, packed. */
+static __global__ void index_kernel(uint32_t *out) {
+  const unsigned global = blockIdx.x * blockDim.x + threadIdx.x;
+  out[global] = threadIdx.x | (blockIdx.x << 16);
+}
+
+/* out[block] = Σ of in over the block's 256 values, by warp butterflies
+ * then thread 0 over the warp totals after a barrier. */
+static __global__ void block_sum_kernel(const float *in, float *out) {
+  __shared__ float warp_totals[8];
+  float value = in[blockIdx.x * blockDim.x + threadIdx.x];
+  for (int offset = 16; offset > 0; offset /= 2)
+    value += __shfl_xor_sync(0xffffffffu, value, offset);
+  if (threadIdx.x % 32 == 0)
+    warp_totals[threadIdx.x / 32] = value;
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    float total = 0.0f;
+    for (int w = 0; w < 8; w++)
+      total += warp_totals[w];
+    out[blockIdx.x] = total;
+  }
+}
+
+/* Lane 0 leaves before the shuffle its partner (lane 1) then makes. */
+static __global__ void shuffle_after_return_kernel(float *out) {
+  if (threadIdx.x == 0)
+    return;
+  out[threadIdx.x] = __shfl_xor_sync(0xffffffffu, 1.0f, 1);
+}
+
+/* Half the threads wait at __syncthreads, half at a shuffle. */
+static __global__ void mixed_barriers_kernel(float *out) {
+  if (threadIdx.x < 32)
+    __syncthreads();
+  else
+    out[threadIdx.x] = __shfl_xor_sync(0xffffffffu, 1.0f, 1);
+}
+
+static __global__ void add_kernel(float *x, float amount, size_t count) {
+  for (size_t k = threadIdx.x; k < count; k += blockDim.x)
+    x[k] += amount;
+}
+
+/* Device memory made by a test, freed when the test ends (also after a
+ * sticky error: the emulator frees then too, so LeakSanitizer stays quiet
+ * about what the tests meant to free). */
+static std::vector<void *> allocated;
+
+static void free_allocated(void) {
+  for (void *memory : allocated)
+    cudaFree(memory);
+  allocated.clear();
+}
+
+TestSuite(emulator, .fini = free_allocated);
+
+template <class T> static T *device_array(size_t count) {
+  void *memory = nullptr;
+  cr_assert_eq(cudaMalloc(&memory, count * sizeof(T)), cudaSuccess);
+  allocated.push_back(memory);
+  return (T *)memory;
+}
+
+template <class T> static std::vector<T> download(const T *src, size_t count) {
+  std::vector<T> host(count);
+  cr_assert_eq(
+      cudaMemcpy(host.data(), src, count * sizeof(T), cudaMemcpyDeviceToHost),
+      cudaSuccess);
+  return host;
+}
+
+Test(emulator, every_thread_sees_its_own_indices) {
+  uint32_t *out = device_array<uint32_t>(3 * 128);
+  index_kernel<<<3, 128>>>(out);
+  cr_assert_eq(cudaGetLastError(), cudaSuccess);
+  std::vector<uint32_t> seen = download(out, 3 * 128);
+  for (unsigned k = 0; k < 3 * 128; k++)
+    cr_assert_eq(seen[k], (k % 128) | ((k / 128) << 16), "thread %u", k);
+}
+
+Test(emulator, barriers_and_shuffles_sum_each_block) {
+  const unsigned blocks = 3, threads = 256;
+  std::vector<float> values(blocks * threads);
+  for (size_t k = 0; k < values.size(); k++)
+    values[k] = (float)(k % 7) - 2.0f;
+  float *in = device_array<float>(values.size());
+  float *out = device_array<float>(blocks);
+  cudaMemcpy(in, values.data(), values.size() * sizeof(float),
+             cudaMemcpyHostToDevice);
+  /* Twice: the second launch runs the kernel as known to synchronise. */
+  for (int pass = 0; pass < 2; pass++) {
+    cudaMemset(out, 0, blocks * sizeof(float));
+    block_sum_kernel<<<blocks, threads>>>(in, out);
+    std::vector<float> sums = download(out, blocks);
+    for (unsigned b = 0; b < blocks; b++) {
+      float expected = 0.0f;
+      for (unsigned t = 0; t < threads; t++)
+        expected += values[b * threads + t];
+      cr_assert_float_eq(sums[b], expected, 1e-4, "block %u", b);
+    }
+  }
+}
+
+Test(emulator, device_memory_starts_as_nan) {
+  float *x = device_array<float>(4);
+  std::vector<float> seen = download(x, 4);
+  for (float value : seen)
+    cr_assert(std::isnan(value));
+}
+
+Test(emulator, a_host_pointer_given_to_a_kernel_is_an_illegal_address) {
+  std::vector<float> host(16, 0.0f);
+  add_kernel<<<1, 32>>>(host.data(), 1.0f, host.size());
+  cr_assert_eq(cudaDeviceSynchronize(), cudaErrorIllegalAddress);
+  cr_assert_eq(host[0], 0.0f, "the kernel must not have run");
+  /* Sticky: every later call reports it. */
+  void *memory = nullptr;
+  cr_assert_eq(cudaMalloc(&memory, 16), cudaErrorIllegalAddress);
+}
+
+Test(emulator, a_shuffle_with_a_returned_lane_fails_the_launch) {
+  float *out = device_array<float>(32);
+  shuffle_after_return_kernel<<<1, 32>>>(out);
+  cr_assert_eq(cudaDeviceSynchronize(), cudaErrorLaunchFailure);
+}
+
+Test(emulator, threads_at_different_barriers_fail_the_launch) {
+  float *out = device_array<float>(64);
+  mixed_barriers_kernel<<<1, 64>>>(out);
+  cr_assert_eq(cudaDeviceSynchronize(), cudaErrorLaunchFailure);
+}
+
+Test(emulator, a_bad_configuration_is_the_launch_error) {
+  float *x = device_array<float>(1);
+  add_kernel<<<1, 2048>>>(x, 1.0f, 1);
+  cr_assert_eq(cudaGetLastError(), cudaErrorInvalidConfiguration);
+  cr_assert_eq(cudaGetLastError(), cudaSuccess, "not sticky");
+}
+
+Test(emulator, copies_check_their_kind_and_bounds) {
+  float *x = device_array<float>(4);
+  float host[8] = {0};
+  cr_assert_eq(cudaMemcpy(x, host, 8 * sizeof(float), cudaMemcpyHostToDevice),
+               cudaErrorInvalidValue, "runs past the allocation");
+  cr_assert_eq(cudaMemcpy(host, x, 4 * sizeof(float), cudaMemcpyHostToDevice),
+               cudaErrorInvalidValue, "sides swapped");
+  cr_assert_eq(cudaGetLastError(), cudaErrorInvalidValue);
+  cr_assert_eq(cudaMemcpy(x, host, 4 * sizeof(float), cudaMemcpyHostToDevice),
+               cudaSuccess);
+}
+
+Test(emulator, device_memory_runs_out_at_its_size) {
+  setenv("NNEMU_DEVICE_MEMORY", "4096", 1);
+  void *a = nullptr, *b = nullptr;
+  cr_assert_eq(cudaMalloc(&a, 3000), cudaSuccess);
+  allocated.push_back(a);
+  cr_assert_eq(cudaMalloc(&b, 2000), cudaErrorMemoryAllocation);
+  cr_assert_null(b);
+  size_t free_bytes = 0, total_bytes = 0;
+  cudaMemGetInfo(&free_bytes, &total_bytes);
+  cr_assert_eq(total_bytes, 4096u);
+  cr_assert_eq(free_bytes, 4096u - 3000u);
+}
+
+Test(emulator, a_stream_waits_for_an_event_of_another) {
+  cudaStream_t first, second;
+  cudaStreamCreateWithFlags(&first, cudaStreamNonBlocking);
+  cudaStreamCreateWithFlags(&second, cudaStreamNonBlocking);
+  cudaEvent_t done;
+  cudaEventCreateWithFlags(&done, cudaEventDisableTiming);
+  float *x = device_array<float>(1);
+  cudaMemsetAsync(x, 0, sizeof(float), first);
+  for (int k = 0; k < 200; k++)
+    add_kernel<<<1, 32, 0, first>>>(x, 1.0f, 1);
+  cudaEventRecord(done, first);
+  cudaStreamWaitEvent(second, done, 0);
+  /* Doubles what the first stream made, only once it has made all of it. */
+  float *y = device_array<float>(1);
+  cudaMemcpyAsync(y, x, sizeof(float), cudaMemcpyDeviceToDevice, second);
+  cudaStreamSynchronize(second);
+  cr_assert_eq(download(y, 1)[0], 200.0f);
+  cudaEventDestroy(done);
+  cudaStreamDestroy(first);
+  cudaStreamDestroy(second);
+}
+
+Test(emulator, a_graph_replays_what_was_captured) {
+  cudaStream_t stream;
+  cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking);
+  float *x = device_array<float>(1);
+  cudaMemsetAsync(x, 0, sizeof(float), stream);
+  cr_assert_eq(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal),
+               cudaSuccess);
+  add_kernel<<<1, 32, 0, stream>>>(x, 2.0f, 1);
+  cudaGraph_t graph = nullptr;
+  cr_assert_eq(cudaStreamEndCapture(stream, &graph), cudaSuccess);
+  cudaStreamSynchronize(stream);
+  cr_assert_eq(download(x, 1)[0], 0.0f, "capturing runs nothing");
+  cudaGraphExec_t exec = nullptr;
+  cr_assert_eq(cudaGraphInstantiate(&exec, graph, 0), cudaSuccess);
+  for (int k = 0; k < 3; k++)
+    cudaGraphLaunch(exec, stream);
+  cudaStreamSynchronize(stream);
+  cr_assert_eq(download(x, 1)[0], 6.0f);
+  cudaGraphExecDestroy(exec);
+  cudaGraphDestroy(graph);
+  cudaStreamDestroy(stream);
+}
+
+Test(emulator, synchronising_inside_a_capture_invalidates_it) {
+  cudaStream_t stream;
+  cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking);
+  float *x = device_array<float>(1);
+  cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal);
+  add_kernel<<<1, 32, 0, stream>>>(x, 2.0f, 1);
+  cr_assert_eq(cudaStreamSynchronize(stream),
+               cudaErrorStreamCaptureUnsupported);
+  void *memory = nullptr;
+  cr_assert_eq(cudaMalloc(&memory, 16), cudaErrorStreamCaptureUnsupported);
+  cudaGraph_t graph = nullptr;
+  cr_assert_eq(cudaStreamEndCapture(stream, &graph),
+               cudaErrorStreamCaptureInvalidated);
+  cr_assert_null(graph);
+  cudaStreamDestroy(stream);
+}

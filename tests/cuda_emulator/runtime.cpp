@@ -1,0 +1,929 @@
+/*
+ * runtime.cpp — the CUDA runtime API calls nn makes, on the CPU: one
+ * emulated device, its memory, streams (each with a worker thread that runs
+ * its work in order), events, graph capture and replay, and errors.
+ *
+ * Settings (environment):
+ *   NNEMU_DEVICES=n        devices shown (default 1; 0: none)
+ *   NNEMU_DEVICE_MEMORY=b  device memory in bytes (default 4 GiB)
+ *   NNEMU_SYNCHRONOUS=1    run stream work at once, on the calling thread
+ *   NNEMU_NO_KERNEL_IMAGE=1  the device is one this build has no code for
+ *
+ * Stricter than a GPU where that finds bugs: cudaMalloc'd memory starts as
+ * NaN bytes (0xff); copies check that each side is the memory their kind
+ * says; a capture is invalidated by the calls a CUDA graph cannot hold
+ * (synchronising, allocating, the legacy stream, waiting on an event from
+ * outside the capture); an error found while work runs is sticky, as a
+ * GPU's faults are, and named on stderr.
+ */
+#include "emulator.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <condition_variable>
+#include <cstdarg>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <deque>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+/* ------------------------------------------------------------------------ */
+/* The handles' structs (the headers only declare them)                      */
+/* ------------------------------------------------------------------------ */
+
+struct CUgraph_st {
+  std::vector<nnemu::operation> operations;
+};
+
+struct CUgraphExec_st {
+  std::shared_ptr<const std::vector<nnemu::operation>> operations;
+};
+
+struct CUstream_st {
+  std::mutex mutex;
+  std::condition_variable changed;
+  std::deque<nnemu::operation> queue;
+  bool running = false; /* the worker is inside an operation */
+  bool stopping = false;
+  std::thread worker;
+  /* Capture: the graph being recorded, who records it, and whether a call
+   * that a graph cannot hold has broken it. */
+  CUgraph_st *capture = nullptr;
+  std::thread::id capturing_thread;
+  bool capture_invalidated = false;
+};
+
+struct CUevent_st {
+  std::mutex mutex;
+  std::condition_variable changed;
+  uint64_t issued = 0;    /* records issued on streams */
+  uint64_t completed = 0; /* records the streams have reached */
+  bool timing = true;
+  bool captured = false; /* last recorded into a capture */
+  std::chrono::steady_clock::time_point when;
+};
+
+namespace nnemu {
+namespace {
+
+/* ------------------------------------------------------------------------ */
+/* Settings and errors                                                       */
+/* ------------------------------------------------------------------------ */
+
+size_t setting(const char *name, size_t fallback) {
+  const char *text = getenv(name);
+  if (!text || !*text)
+    return fallback;
+  return (size_t)strtoull(text, nullptr, 0);
+}
+
+int device_count() {
+  return (int)setting("NNEMU_DEVICES", 1);
+}
+
+size_t device_memory() {
+  return setting("NNEMU_DEVICE_MEMORY", (size_t)4 << 30);
+}
+
+bool synchronous() {
+  return setting("NNEMU_SYNCHRONOUS", 0) != 0;
+}
+
+thread_local cudaError_t last_error = cudaSuccess;
+thread_local int current_device = 0;
+std::mutex sticky_mutex;
+cudaError_t sticky_error = cudaSuccess;
+
+cudaError_t sticky() {
+  std::lock_guard<std::mutex> lock(sticky_mutex);
+  return sticky_error;
+}
+
+/* The result of a call: error (or the sticky one, which wins), also kept
+ * as the thread's last error when it is one. */
+cudaError_t result(cudaError_t error) {
+  cudaError_t fault = sticky();
+  if (fault != cudaSuccess)
+    error = fault;
+  if (error != cudaSuccess)
+    last_error = error;
+  return error;
+}
+
+void vprint(const char *format, va_list arguments) {
+  fputs("nn CUDA emulator: ", stderr);
+  vfprintf(stderr, format, arguments);
+  fputc('\n', stderr);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Memory                                                                    */
+/* ------------------------------------------------------------------------ */
+
+struct allocation {
+  size_t bytes;
+  bool pinned;
+};
+
+std::mutex memory_mutex;
+std::map<uintptr_t, allocation> allocations; /* by start address */
+size_t device_bytes_in_use = 0;
+
+/* The allocation holding [pointer, pointer + bytes), or NULL. */
+const allocation *find_allocation(const void *pointer, size_t bytes,
+                                  uintptr_t *start) {
+  const uintptr_t address = (uintptr_t)pointer;
+  auto after = allocations.upper_bound(address);
+  if (after == allocations.begin())
+    return nullptr;
+  auto holder = std::prev(after);
+  const uintptr_t end = holder->first + holder->second.bytes;
+  if (address >= end && !(address == holder->first && bytes == 0))
+    return nullptr;
+  if (bytes > end - address)
+    return nullptr;
+  if (start)
+    *start = holder->first;
+  return &holder->second;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Streams                                                                   */
+/* ------------------------------------------------------------------------ */
+
+void run_operation(const operation &op) {
+  /* After a fault the device runs nothing more, as a GPU context would. */
+  if (sticky() == cudaSuccess)
+    op();
+}
+
+void worker_loop(CUstream_st *stream) {
+  std::unique_lock<std::mutex> lock(stream->mutex);
+  for (;;) {
+    stream->changed.wait(
+        lock, [stream] { return stream->stopping || !stream->queue.empty(); });
+    if (stream->queue.empty())
+      return;
+    operation op = std::move(stream->queue.front());
+    stream->queue.pop_front();
+    stream->running = true;
+    lock.unlock();
+    run_operation(op);
+    lock.lock();
+    stream->running = false;
+    stream->changed.notify_all();
+  }
+}
+
+CUstream_st *make_stream() {
+  CUstream_st *stream = new CUstream_st;
+  if (!synchronous())
+    stream->worker = std::thread(worker_loop, stream);
+  return stream;
+}
+
+/* The legacy default stream (stream 0). */
+CUstream_st *legacy_stream() {
+  static CUstream_st *stream = make_stream();
+  return stream;
+}
+
+CUstream_st *resolve(cudaStream_t stream) {
+  if (stream == nullptr || stream == cudaStreamLegacy ||
+      stream == cudaStreamPerThread)
+    return legacy_stream();
+  return stream;
+}
+
+void drain(CUstream_st *stream) {
+  std::unique_lock<std::mutex> lock(stream->mutex);
+  stream->changed.wait(
+      lock, [stream] { return stream->queue.empty() && !stream->running; });
+}
+
+std::mutex streams_mutex;
+std::vector<CUstream_st *> all_streams;
+
+void drain_all() {
+  std::vector<CUstream_st *> streams;
+  {
+    std::lock_guard<std::mutex> lock(streams_mutex);
+    streams = all_streams;
+  }
+  streams.push_back(legacy_stream());
+  for (CUstream_st *stream : streams)
+    drain(stream);
+}
+
+/* The capture the calling thread is making, if any (thread-local mode). */
+CUstream_st *own_capture() {
+  std::lock_guard<std::mutex> lock(streams_mutex);
+  for (CUstream_st *stream : all_streams)
+    if (stream->capture &&
+        stream->capturing_thread == std::this_thread::get_id())
+      return stream;
+  return nullptr;
+}
+
+/* A call a graph cannot hold, made while this thread captures: the capture
+ * is broken (cudaStreamEndCapture will say so) and the call fails. */
+bool refused_during_capture(const char *call) {
+  CUstream_st *capturing = own_capture();
+  if (!capturing)
+    return false;
+  capturing->capture_invalidated = true;
+  report("%s during stream capture: not allowed, the capture is invalidated",
+         call);
+  return true;
+}
+
+} // namespace
+
+/* ------------------------------------------------------------------------ */
+/* The shared interface (emulator.hpp)                                       */
+/* ------------------------------------------------------------------------ */
+
+void report(const char *format, ...) {
+  va_list arguments;
+  va_start(arguments, format);
+  vprint(format, arguments);
+  va_end(arguments);
+}
+
+void fail_execution(cudaError_t error, const char *format, ...) {
+  va_list arguments;
+  va_start(arguments, format);
+  vprint(format, arguments);
+  va_end(arguments);
+  std::lock_guard<std::mutex> lock(sticky_mutex);
+  if (sticky_error == cudaSuccess)
+    sticky_error = error;
+}
+
+void set_last_error(cudaError_t error) {
+  last_error = error;
+}
+
+bool is_device_range(const void *pointer, size_t bytes) {
+  std::lock_guard<std::mutex> lock(memory_mutex);
+  const allocation *found = find_allocation(pointer, bytes, nullptr);
+  return found && !found->pinned;
+}
+
+bool is_pinned(const void *pointer) {
+  std::lock_guard<std::mutex> lock(memory_mutex);
+  const allocation *found = find_allocation(pointer, 0, nullptr);
+  return found && found->pinned;
+}
+
+bool is_capturing(cudaStream_t stream) {
+  CUstream_st *s = resolve(stream);
+  std::lock_guard<std::mutex> lock(s->mutex);
+  return s->capture != nullptr;
+}
+
+cudaError_t enqueue(cudaStream_t handle, operation op, const char *what) {
+  CUstream_st *stream = resolve(handle);
+  if (stream == legacy_stream() && refused_during_capture(what))
+    return cudaErrorStreamCaptureImplicit;
+  std::unique_lock<std::mutex> lock(stream->mutex);
+  if (stream->capture) {
+    if (stream->capture_invalidated)
+      return cudaErrorStreamCaptureInvalidated;
+    stream->capture->operations.push_back(std::move(op));
+    return cudaSuccess;
+  }
+  if (synchronous()) {
+    lock.unlock();
+    run_operation(op);
+    return cudaSuccess;
+  }
+  stream->queue.push_back(std::move(op));
+  stream->changed.notify_all();
+  return cudaSuccess;
+}
+
+} // namespace nnemu
+
+using namespace nnemu;
+
+/* ------------------------------------------------------------------------ */
+/* Errors                                                                    */
+/* ------------------------------------------------------------------------ */
+
+namespace {
+struct error_text {
+  cudaError_t error;
+  const char *name, *text;
+};
+const error_text error_texts[] = {
+    {cudaSuccess, "cudaSuccess", "no error"},
+    {cudaErrorInvalidValue, "cudaErrorInvalidValue", "invalid argument"},
+    {cudaErrorMemoryAllocation, "cudaErrorMemoryAllocation", "out of memory"},
+    {cudaErrorInvalidConfiguration, "cudaErrorInvalidConfiguration",
+     "invalid configuration argument"},
+    {cudaErrorInvalidDevice, "cudaErrorInvalidDevice",
+     "invalid device ordinal"},
+    {cudaErrorNoDevice, "cudaErrorNoDevice",
+     "no CUDA-capable device is detected"},
+    {cudaErrorInvalidResourceHandle, "cudaErrorInvalidResourceHandle",
+     "invalid resource handle"},
+    {cudaErrorNotReady, "cudaErrorNotReady", "device not ready"},
+    {cudaErrorIllegalAddress, "cudaErrorIllegalAddress",
+     "an illegal memory access was encountered"},
+    {cudaErrorLaunchFailure, "cudaErrorLaunchFailure",
+     "unspecified launch failure"},
+    {cudaErrorLaunchOutOfResources, "cudaErrorLaunchOutOfResources",
+     "too many resources requested for launch"},
+    {cudaErrorNoKernelImageForDevice, "cudaErrorNoKernelImageForDevice",
+     "no kernel image is available for execution on the device"},
+    {cudaErrorStreamCaptureUnsupported, "cudaErrorStreamCaptureUnsupported",
+     "operation not permitted when stream is capturing"},
+    {cudaErrorStreamCaptureInvalidated, "cudaErrorStreamCaptureInvalidated",
+     "operation failed due to a previous error during capture"},
+    {cudaErrorStreamCaptureImplicit, "cudaErrorStreamCaptureImplicit",
+     "operation would make the legacy stream depend on a capturing blocking "
+     "stream"},
+    {cudaErrorStreamCaptureIsolation, "cudaErrorStreamCaptureIsolation",
+     "dependency created on uncaptured work in another stream"},
+    {cudaErrorStreamCaptureWrongThread, "cudaErrorStreamCaptureWrongThread",
+     "attempt to terminate a thread-local capture sequence from another "
+     "thread"},
+    {cudaErrorIllegalState, "cudaErrorIllegalState",
+     "the operation is not permitted in the current state"},
+};
+
+const error_text *text_of(cudaError_t error) {
+  for (const error_text &t : error_texts)
+    if (t.error == error)
+      return &t;
+  return nullptr;
+}
+} // namespace
+
+extern "C" {
+
+const char *cudaGetErrorName(cudaError_t error) {
+  const error_text *t = text_of(error);
+  return t ? t->name : "cudaErrorUnknown";
+}
+
+const char *cudaGetErrorString(cudaError_t error) {
+  const error_text *t = text_of(error);
+  return t ? t->text : "unknown error";
+}
+
+cudaError_t cudaGetLastError(void) {
+  cudaError_t error = last_error;
+  last_error = cudaSuccess;
+  cudaError_t fault = sticky();
+  return fault != cudaSuccess ? fault : error;
+}
+
+cudaError_t cudaPeekAtLastError(void) {
+  cudaError_t fault = sticky();
+  return fault != cudaSuccess ? fault : last_error;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Devices                                                                   */
+/* ------------------------------------------------------------------------ */
+
+cudaError_t cudaGetDeviceCount(int *count) {
+  *count = device_count();
+  return result(*count > 0 ? cudaSuccess : cudaErrorNoDevice);
+}
+
+cudaError_t cudaSetDevice(int device) {
+  if (device < 0 || device >= device_count())
+    return result(device_count() == 0 ? cudaErrorNoDevice
+                                      : cudaErrorInvalidDevice);
+  current_device = device;
+  return result(cudaSuccess);
+}
+
+cudaError_t cudaGetDevice(int *device) {
+  *device = current_device;
+  return result(cudaSuccess);
+}
+
+cudaError_t cudaGetDeviceProperties(struct cudaDeviceProp *properties,
+                                    int device) {
+  if (device < 0 || device >= device_count())
+    return result(cudaErrorInvalidDevice);
+  memset(properties, 0, sizeof *properties);
+  snprintf(properties->name, sizeof properties->name,
+           "nn CUDA emulator (CPU, not a GPU)");
+  properties->major = 9;
+  properties->minor = 0;
+  properties->totalGlobalMem = device_memory();
+  properties->multiProcessorCount = 2;
+  properties->maxThreadsPerBlock = 1024;
+  properties->warpSize = 32;
+  properties->sharedMemPerBlock = 48 * 1024;
+  properties->memoryBusWidth = 64;
+  properties->l2CacheSize = 1 << 20;
+  properties->maxGridSize[0] = 0x7fffffff;
+  properties->maxGridSize[1] = properties->maxGridSize[2] = 65535;
+  properties->maxThreadsDim[0] = properties->maxThreadsDim[1] = 1024;
+  properties->maxThreadsDim[2] = 64;
+  return result(cudaSuccess);
+}
+
+cudaError_t cudaDeviceGetAttribute(int *value, enum cudaDeviceAttr attribute,
+                                   int device) {
+  if (device < 0 || device >= device_count())
+    return result(cudaErrorInvalidDevice);
+  switch (attribute) {
+  case cudaDevAttrClockRate:
+    *value = 1000000; /* kHz */
+    return result(cudaSuccess);
+  case cudaDevAttrMemoryClockRate:
+    *value = 1000000;
+    return result(cudaSuccess);
+  case cudaDevAttrMultiProcessorCount:
+    *value = 2;
+    return result(cudaSuccess);
+  case cudaDevAttrComputeCapabilityMajor:
+    *value = 9;
+    return result(cudaSuccess);
+  case cudaDevAttrComputeCapabilityMinor:
+    *value = 0;
+    return result(cudaSuccess);
+  default:
+    report("cudaDeviceGetAttribute: attribute %d is not emulated",
+           (int)attribute);
+    return result(cudaErrorInvalidValue);
+  }
+}
+
+cudaError_t cudaDriverGetVersion(int *version) {
+  *version = CUDART_VERSION;
+  return result(cudaSuccess);
+}
+
+cudaError_t cudaRuntimeGetVersion(int *version) {
+  *version = CUDART_VERSION;
+  return result(cudaSuccess);
+}
+
+cudaError_t cudaFuncGetAttributes(struct cudaFuncAttributes *attributes,
+                                  const void *function) {
+  if (!function)
+    return result(cudaErrorInvalidDeviceFunction);
+  if (setting("NNEMU_NO_KERNEL_IMAGE", 0))
+    return result(cudaErrorNoKernelImageForDevice);
+  memset(attributes, 0, sizeof *attributes);
+  attributes->maxThreadsPerBlock = 1024;
+  attributes->ptxVersion = attributes->binaryVersion = 90;
+  return result(cudaSuccess);
+}
+
+cudaError_t cudaDeviceSynchronize(void) {
+  if (refused_during_capture("cudaDeviceSynchronize"))
+    return result(cudaErrorStreamCaptureUnsupported);
+  drain_all();
+  return result(cudaSuccess);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Memory                                                                    */
+/* ------------------------------------------------------------------------ */
+
+static cudaError_t allocate(void **out, size_t bytes, bool pinned,
+                            const char *call) {
+  *out = nullptr;
+  if (sticky() != cudaSuccess)
+    return result(cudaSuccess); /* the sticky error */
+  if (refused_during_capture(call))
+    return result(cudaErrorStreamCaptureUnsupported);
+  if (bytes == 0)
+    return result(cudaSuccess);
+  std::lock_guard<std::mutex> lock(memory_mutex);
+  if (!pinned && bytes > device_memory() - device_bytes_in_use)
+    return result(cudaErrorMemoryAllocation);
+  void *memory = nullptr;
+  if (posix_memalign(&memory, 256, bytes) != 0)
+    return result(cudaErrorMemoryAllocation);
+  if (!pinned)
+    memset(memory, 0xff, bytes); /* NaN in every float */
+  allocations[(uintptr_t)memory] = allocation{bytes, pinned};
+  if (!pinned)
+    device_bytes_in_use += bytes;
+  *out = memory;
+  return result(cudaSuccess);
+}
+
+/* Frees even after a sticky error (which it still returns), so that
+ * LeakSanitizer reports only memory nobody freed. */
+static cudaError_t release(void *memory, bool pinned, const char *call) {
+  if (!memory)
+    return result(cudaSuccess);
+  if (refused_during_capture(call))
+    return result(cudaErrorStreamCaptureUnsupported);
+  /* As on a GPU, freeing waits for the device's work first. */
+  drain_all();
+  std::lock_guard<std::mutex> lock(memory_mutex);
+  auto found = allocations.find((uintptr_t)memory);
+  if (found == allocations.end() || found->second.pinned != pinned) {
+    report("%s(%p): not the start of memory from %s", call, memory,
+           pinned ? "cudaHostAlloc" : "cudaMalloc");
+    return result(cudaErrorInvalidValue);
+  }
+  if (!pinned)
+    device_bytes_in_use -= found->second.bytes;
+  allocations.erase(found);
+  free(memory);
+  return result(cudaSuccess);
+}
+
+cudaError_t cudaMalloc(void **pointer, size_t bytes) {
+  return allocate(pointer, bytes, false, "cudaMalloc");
+}
+
+cudaError_t cudaFree(void *pointer) {
+  return release(pointer, false, "cudaFree");
+}
+
+cudaError_t cudaHostAlloc(void **pointer, size_t bytes, unsigned int flags) {
+  (void)flags;
+  return allocate(pointer, bytes, true, "cudaHostAlloc");
+}
+
+cudaError_t cudaMallocHost(void **pointer, size_t bytes) {
+  return allocate(pointer, bytes, true, "cudaMallocHost");
+}
+
+cudaError_t cudaFreeHost(void *pointer) {
+  return release(pointer, true, "cudaFreeHost");
+}
+
+cudaError_t cudaMemGetInfo(size_t *free_bytes, size_t *total_bytes) {
+  std::lock_guard<std::mutex> lock(memory_mutex);
+  *total_bytes = device_memory();
+  *free_bytes = device_memory() - device_bytes_in_use;
+  return result(cudaSuccess);
+}
+
+/* Whether each side of a copy is the memory its kind says. */
+static bool check_copy(void *dst, const void *src, size_t bytes,
+                       enum cudaMemcpyKind kind, const char *call) {
+  const bool dst_device = is_device_range(dst, bytes);
+  const bool src_device = is_device_range(src, bytes);
+  const bool dst_host = !is_device_range(dst, 0);
+  const bool src_host = !is_device_range(src, 0);
+  bool ok = false;
+  switch (kind) {
+  case cudaMemcpyHostToDevice:
+    ok = dst_device && src_host;
+    break;
+  case cudaMemcpyDeviceToHost:
+    ok = dst_host && src_device;
+    break;
+  case cudaMemcpyDeviceToDevice:
+    ok = dst_device && src_device;
+    break;
+  case cudaMemcpyHostToHost:
+    ok = dst_host && src_host;
+    break;
+  case cudaMemcpyDefault:
+    ok = (dst_device || dst_host) && (src_device || src_host);
+    break;
+  }
+  if (!ok)
+    report("%s(dst %p, src %p, %zu bytes, kind %d): a side is not the memory "
+           "the kind says, or the range runs past its allocation",
+           call, dst, src, bytes, (int)kind);
+  return ok;
+}
+
+cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t bytes,
+                            enum cudaMemcpyKind kind, cudaStream_t stream) {
+  if (bytes == 0)
+    return result(cudaSuccess);
+  if (!check_copy(dst, src, bytes, kind, "cudaMemcpyAsync"))
+    return result(cudaErrorInvalidValue);
+  const bool from_pageable = !is_device_range(src, 0) && !is_pinned(src);
+  const bool to_pageable = !is_device_range(dst, 0) && !is_pinned(dst);
+  cudaError_t error;
+  if (from_pageable) {
+    /* Pageable source: read before the call returns, as CUDA stages it. */
+    auto staged = std::make_shared<std::vector<unsigned char>>(
+        (const unsigned char *)src, (const unsigned char *)src + bytes);
+    error = enqueue(
+        stream, [dst, staged] { memcpy(dst, staged->data(), staged->size()); },
+        "cudaMemcpyAsync");
+  } else {
+    error = enqueue(
+        stream, [dst, src, bytes] { memcpy(dst, src, bytes); },
+        "cudaMemcpyAsync");
+  }
+  if (error == cudaSuccess && to_pageable && !is_capturing(stream))
+    drain(resolve(stream)); /* to pageable memory: done when it returns */
+  return result(error);
+}
+
+cudaError_t cudaMemcpy(void *dst, const void *src, size_t bytes,
+                       enum cudaMemcpyKind kind) {
+  if (refused_during_capture("cudaMemcpy"))
+    return result(cudaErrorStreamCaptureUnsupported);
+  cudaError_t error = cudaMemcpyAsync(dst, src, bytes, kind, nullptr);
+  if (error == cudaSuccess)
+    drain(legacy_stream());
+  return result(error);
+}
+
+cudaError_t cudaMemsetAsync(void *dst, int value, size_t bytes,
+                            cudaStream_t stream) {
+  if (bytes == 0)
+    return result(cudaSuccess);
+  if (!is_device_range(dst, bytes)) {
+    report("cudaMemsetAsync(%p, %zu bytes): not inside device memory", dst,
+           bytes);
+    return result(cudaErrorInvalidValue);
+  }
+  return result(enqueue(
+      stream, [dst, value, bytes] { memset(dst, value, bytes); },
+      "cudaMemsetAsync"));
+}
+
+cudaError_t cudaMemset(void *dst, int value, size_t bytes) {
+  cudaError_t error = cudaMemsetAsync(dst, value, bytes, nullptr);
+  if (error == cudaSuccess)
+    drain(legacy_stream());
+  return result(error);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Streams                                                                   */
+/* ------------------------------------------------------------------------ */
+
+cudaError_t cudaStreamCreateWithFlags(cudaStream_t *stream,
+                                      unsigned int flags) {
+  (void)flags; /* streams here never wait for the legacy stream */
+  *stream = make_stream();
+  std::lock_guard<std::mutex> lock(streams_mutex);
+  all_streams.push_back(*stream);
+  return result(cudaSuccess);
+}
+
+cudaError_t cudaStreamCreate(cudaStream_t *stream) {
+  return cudaStreamCreateWithFlags(stream, cudaStreamDefault);
+}
+
+cudaError_t cudaStreamDestroy(cudaStream_t stream) {
+  if (!stream)
+    return result(cudaErrorInvalidResourceHandle);
+  {
+    std::lock_guard<std::mutex> lock(streams_mutex);
+    auto found = std::find(all_streams.begin(), all_streams.end(), stream);
+    if (found == all_streams.end())
+      return result(cudaErrorInvalidResourceHandle);
+    all_streams.erase(found);
+  }
+  {
+    std::lock_guard<std::mutex> lock(stream->mutex);
+    stream->stopping = true; /* its queued work still runs */
+    stream->changed.notify_all();
+  }
+  if (stream->worker.joinable())
+    stream->worker.join();
+  delete stream->capture;
+  delete stream;
+  return result(cudaSuccess);
+}
+
+cudaError_t cudaStreamSynchronize(cudaStream_t handle) {
+  CUstream_st *stream = resolve(handle);
+  if (is_capturing(handle)) {
+    refused_during_capture("cudaStreamSynchronize");
+    std::lock_guard<std::mutex> lock(stream->mutex);
+    stream->capture_invalidated = true;
+    return result(cudaErrorStreamCaptureUnsupported);
+  }
+  if (stream == legacy_stream() &&
+      refused_during_capture("cudaStreamSynchronize(legacy stream)"))
+    return result(cudaErrorStreamCaptureImplicit);
+  drain(stream);
+  return result(cudaSuccess);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Events                                                                    */
+/* ------------------------------------------------------------------------ */
+
+cudaError_t cudaEventCreateWithFlags(cudaEvent_t *event, unsigned int flags) {
+  *event = new CUevent_st;
+  (*event)->timing = !(flags & cudaEventDisableTiming);
+  return result(cudaSuccess);
+}
+
+cudaError_t cudaEventCreate(cudaEvent_t *event) {
+  return cudaEventCreateWithFlags(event, cudaEventDefault);
+}
+
+cudaError_t cudaEventDestroy(cudaEvent_t event) {
+  if (!event)
+    return result(cudaErrorInvalidResourceHandle);
+  /* A record still queued would touch it: wait for the device. */
+  drain_all();
+  delete event;
+  return result(cudaSuccess);
+}
+
+static void complete(CUevent_st *event, uint64_t record) {
+  std::lock_guard<std::mutex> lock(event->mutex);
+  if (record > event->completed)
+    event->completed = record;
+  event->when = std::chrono::steady_clock::now();
+  event->changed.notify_all();
+}
+
+cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream) {
+  if (!event)
+    return result(cudaErrorInvalidResourceHandle);
+  if (is_capturing(stream)) {
+    /* A node of the graph: each replay completes the event anew. */
+    {
+      std::lock_guard<std::mutex> lock(event->mutex);
+      event->captured = true;
+    }
+    return result(enqueue(
+        stream,
+        [event] {
+          uint64_t record;
+          {
+            std::lock_guard<std::mutex> lock(event->mutex);
+            record = ++event->issued;
+          }
+          complete(event, record);
+        },
+        "cudaEventRecord"));
+  }
+  uint64_t record;
+  {
+    std::lock_guard<std::mutex> lock(event->mutex);
+    record = ++event->issued;
+    event->captured = false;
+  }
+  return result(enqueue(
+      stream, [event, record] { complete(event, record); }, "cudaEventRecord"));
+}
+
+static void wait_for_record(CUevent_st *event, uint64_t record) {
+  std::unique_lock<std::mutex> lock(event->mutex);
+  event->changed.wait(lock,
+                      [event, record] { return event->completed >= record; });
+}
+
+cudaError_t cudaEventSynchronize(cudaEvent_t event) {
+  if (!event)
+    return result(cudaErrorInvalidResourceHandle);
+  if (own_capture() && refused_during_capture("cudaEventSynchronize"))
+    return result(cudaErrorStreamCaptureUnsupported);
+  uint64_t record;
+  {
+    std::lock_guard<std::mutex> lock(event->mutex);
+    record = event->issued;
+  }
+  wait_for_record(event, record);
+  return result(cudaSuccess);
+}
+
+cudaError_t cudaStreamWaitEvent(cudaStream_t stream, cudaEvent_t event,
+                                unsigned int flags) {
+  (void)flags;
+  if (!event)
+    return result(cudaErrorInvalidResourceHandle);
+  uint64_t record;
+  bool captured;
+  {
+    std::lock_guard<std::mutex> lock(event->mutex);
+    record = event->issued;
+    captured = event->captured;
+  }
+  if (is_capturing(stream) && !captured && record > 0) {
+    /* Waiting inside a capture on work outside it. */
+    CUstream_st *s = resolve(stream);
+    std::lock_guard<std::mutex> lock(s->mutex);
+    s->capture_invalidated = true;
+    report("cudaStreamWaitEvent: a capturing stream waits on an event "
+           "recorded outside the capture; the capture is invalidated");
+    return result(cudaErrorStreamCaptureIsolation);
+  }
+  if (is_capturing(stream))
+    return result(cudaSuccess); /* ordered by the graph itself */
+  return result(enqueue(
+      stream, [event, record] { wait_for_record(event, record); },
+      "cudaStreamWaitEvent"));
+}
+
+cudaError_t cudaEventQuery(cudaEvent_t event) {
+  if (!event)
+    return result(cudaErrorInvalidResourceHandle);
+  std::lock_guard<std::mutex> lock(event->mutex);
+  return event->completed >= event->issued ? result(cudaSuccess)
+                                           : cudaErrorNotReady;
+}
+
+cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t start,
+                                 cudaEvent_t end) {
+  if (!start || !end || !start->timing || !end->timing)
+    return result(cudaErrorInvalidResourceHandle);
+  std::lock_guard<std::mutex> lock_start(start->mutex);
+  if (start->issued == 0 || start->completed < start->issued)
+    return result(start->issued == 0 ? cudaErrorInvalidResourceHandle
+                                     : cudaErrorNotReady);
+  std::chrono::steady_clock::time_point from = start->when;
+  if (start != end) {
+    std::lock_guard<std::mutex> lock_end(end->mutex);
+    if (end->issued == 0 || end->completed < end->issued)
+      return result(end->issued == 0 ? cudaErrorInvalidResourceHandle
+                                     : cudaErrorNotReady);
+    *ms = std::chrono::duration<float, std::milli>(end->when - from).count();
+  } else {
+    *ms = 0.0f;
+  }
+  return result(cudaSuccess);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Graphs                                                                    */
+/* ------------------------------------------------------------------------ */
+
+cudaError_t cudaStreamBeginCapture(cudaStream_t handle,
+                                   enum cudaStreamCaptureMode mode) {
+  (void)mode; /* every mode is held to the thread-local rules */
+  if (!handle || handle == cudaStreamLegacy)
+    return result(cudaErrorStreamCaptureUnsupported);
+  std::lock_guard<std::mutex> lock(handle->mutex);
+  if (handle->capture)
+    return result(cudaErrorIllegalState);
+  /* Work queued before the capture is not part of it; the graph replays
+   * only what is issued from now on. */
+  handle->capture = new CUgraph_st;
+  handle->capturing_thread = std::this_thread::get_id();
+  handle->capture_invalidated = false;
+  return result(cudaSuccess);
+}
+
+cudaError_t cudaStreamEndCapture(cudaStream_t handle, cudaGraph_t *graph) {
+  *graph = nullptr;
+  if (!handle)
+    return result(cudaErrorInvalidResourceHandle);
+  std::lock_guard<std::mutex> lock(handle->mutex);
+  if (!handle->capture)
+    return result(cudaErrorIllegalState);
+  if (handle->capturing_thread != std::this_thread::get_id())
+    return result(cudaErrorStreamCaptureWrongThread);
+  CUgraph_st *captured = handle->capture;
+  handle->capture = nullptr;
+  if (handle->capture_invalidated) {
+    delete captured;
+    return result(cudaErrorStreamCaptureInvalidated);
+  }
+  *graph = captured;
+  return result(cudaSuccess);
+}
+
+cudaError_t cudaGraphInstantiate(cudaGraphExec_t *exec, cudaGraph_t graph,
+                                 unsigned long long flags) {
+  (void)flags;
+  if (!graph)
+    return result(cudaErrorInvalidValue);
+  *exec = new CUgraphExec_st;
+  (*exec)->operations =
+      std::make_shared<const std::vector<operation>>(graph->operations);
+  return result(cudaSuccess);
+}
+
+cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t stream) {
+  if (!exec)
+    return result(cudaErrorInvalidResourceHandle);
+  auto operations = exec->operations; /* kept alive while queued */
+  return result(enqueue(
+      stream,
+      [operations] {
+        for (const operation &op : *operations)
+          run_operation(op);
+      },
+      "cudaGraphLaunch"));
+}
+
+cudaError_t cudaGraphDestroy(cudaGraph_t graph) {
+  delete graph;
+  return result(cudaSuccess);
+}
+
+cudaError_t cudaGraphExecDestroy(cudaGraphExec_t exec) {
+  delete exec;
+  return result(cudaSuccess);
+}
+
+} /* extern "C" */
