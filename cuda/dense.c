@@ -18,10 +18,12 @@
  * epilogue — A = max(W A_prev + b, 0) straight out of the product, and a
  * ReLU bit mask written over its Z block — and the layer above runs its
  * dA_prev product with DRELU_BGRAD, which applies the mask (giving this
- * layer's dZ) and sums db in the same call. The forward pass fuses only
- * when cuBLASLt has algorithms for both products (so a backward never
- * finds a mask it cannot use) and records it in layer->epilogue; backward
- * follows that record, not the setting.
+ * layer's dZ) and sums db in the same call. A hidden GELU-tanh layer does
+ * the same with GELU_AUX_BIAS, which writes Z itself as the aux (GELU's
+ * input), and DGELU_BGRAD. The forward pass fuses only when cuBLASLt has
+ * algorithms for both products (so a backward never finds an aux it cannot
+ * use) and records it in layer->epilogue; backward follows that record,
+ * not the setting.
  */
 #include "cuda_backend.h"
 
@@ -82,34 +84,53 @@ static const void *converted(const nnlib_layer *layer, const float *matrix,
 }
 
 /* ------------------------------------------------------------------------ */
-/* The fused ReLU products (cuBLASLt epilogues)                              */
+/* The fused products (cuBLASLt epilogues)                                   */
 /* ------------------------------------------------------------------------ */
 
 static bool aligned_16(const void *pointer) {
   return (uintptr_t)pointer % 16 == 0;
 }
 
-/* Whether the layer's shape and setting allow the ReLU epilogue: its bit
- * mask must fit in the Z block, and a layer above must take its dZ. b and
- * db sit at any float offset in their arenas; cuBLASLt's epilogues have
- * been seen to fail on bias vectors less than 16-byte aligned, so those
- * layers stay plain. */
-static bool may_fuse_relu(const nnlib_layer *layer) {
-  return layer->fusion == NN_FUSION_AUTO &&
-         layer->activation == NN_ACTIVATION_RELU && layer->dropout == 0.0f &&
-         layer->units >= NNLIB_RELU_MASK_MIN_UNITS && layer->above != NULL &&
-         aligned_16(layer->bias) && aligned_16(layer->bias_grad);
+/* What the layer's forward product may fuse: the ReLU epilogue when its
+ * bit mask fits in the Z block, the GELU one when Z's leading dimension
+ * (n) is one cuBLASLt takes for the GELU input (a multiple of 8); and a
+ * layer above must take its dZ. b and db sit at any float offset in their
+ * arenas; cuBLASLt's epilogues have been seen to fail on bias vectors less
+ * than 16-byte aligned, so those layers stay plain. */
+static nnlib_fused fusable(const nnlib_layer *layer) {
+  if (layer->fusion != NN_FUSION_AUTO || layer->dropout != 0.0f ||
+      layer->above == NULL || !aligned_16(layer->bias) ||
+      !aligned_16(layer->bias_grad))
+    return NNLIB_FUSED_NONE;
+  if (layer->activation == NN_ACTIVATION_RELU &&
+      layer->units >= NNLIB_RELU_MASK_MIN_UNITS)
+    return NNLIB_FUSED_RELU;
+  if (layer->activation == NN_ACTIVATION_GELU_TANH && layer->units % 8 == 0)
+    return NNLIB_FUSED_GELU_TANH;
+  return NNLIB_FUSED_NONE;
 }
 
-/* A (n × m) = max(W A_prev + b, 0), the bit mask over Z: op(A) = (Wᵀ)ᵀ
- * with W read as column-major (n_prev × n), B = A_prev (n_prev × m). w and
- * x are the products' operands (bf16 copies with bf16). */
-static nnlib_lt_product relu_forward_product(const nnlib_layer *layer,
-                                             const void *w, const void *x,
-                                             size_t m) {
+/* The aux of a fused layer: the ReLU mask's bits per column, or Z's
+ * floats per column. */
+static int64_t aux_ld(nnlib_fused fused, size_t units) {
+  return fused == NNLIB_FUSED_RELU ? (int64_t)NNLIB_RELU_MASK_LD(units)
+                                   : (int64_t)units;
+}
+
+static const char *fused_name(nnlib_fused fused) {
+  return fused == NNLIB_FUSED_RELU ? "ReLU" : "GELU-tanh";
+}
+
+/* A (n × m) = g(W A_prev + b), the aux over Z: op(A) = (Wᵀ)ᵀ with W read
+ * as column-major (n_prev × n), B = A_prev (n_prev × m). w and x are the
+ * products' operands (bf16 copies with bf16). */
+static nnlib_lt_product fused_forward_product(const nnlib_layer *layer,
+                                              nnlib_fused fused, const void *w,
+                                              const void *x, size_t m) {
   const int n = (int)layer->units, n_prev = (int)layer->inputs;
   nnlib_lt_product product = {
-      .epilogue = CUBLASLT_EPILOGUE_RELU_AUX_BIAS,
+      .epilogue = fused == NNLIB_FUSED_RELU ? CUBLASLT_EPILOGUE_RELU_AUX_BIAS
+                                            : CUBLASLT_EPILOGUE_GELU_AUX_BIAS,
       .precision = layer->precision,
       .op_a = CUBLAS_OP_T,
       .op_b = CUBLAS_OP_N,
@@ -124,22 +145,25 @@ static nnlib_lt_product relu_forward_product(const nnlib_layer *layer,
       .d = layer->activation_out,
       .bias = layer->bias,
       .aux = layer->pre_activation,
-      .aux_ld = NNLIB_RELU_MASK_LD(layer->units),
+      .aux_ld = aux_ld(fused, layer->units),
       .alpha = 1.0f,
   };
   return product;
 }
 
-/* dZ[below] (n_prev × m) = (Wᵀ dZ) through below's ReLU mask, with
- * db[below] = Σ over columns of it (not yet divided by m): op(A) = W read
- * as column-major (n_prev × n), B = dZ (n × m). */
-static nnlib_lt_product relu_backward_product(const nnlib_layer *layer,
-                                              const void *w, const void *dz,
-                                              float *da_prev, size_t m) {
+/* dZ[below] (n_prev × m) = (Wᵀ dZ) through below's g' (its ReLU mask, or
+ * GELU' of its Z), with db[below] = Σ over columns of it (not yet divided
+ * by m): op(A) = W read as column-major (n_prev × n), B = dZ (n × m). */
+static nnlib_lt_product fused_backward_product(const nnlib_layer *layer,
+                                               nnlib_fused below_fused,
+                                               const void *w, const void *dz,
+                                               float *da_prev, size_t m) {
   const nnlib_layer *below = layer->below;
   const int n = (int)layer->units, n_prev = (int)layer->inputs;
   nnlib_lt_product product = {
-      .epilogue = CUBLASLT_EPILOGUE_DRELU_BGRAD,
+      .epilogue = below_fused == NNLIB_FUSED_RELU
+                      ? CUBLASLT_EPILOGUE_DRELU_BGRAD
+                      : CUBLASLT_EPILOGUE_DGELU_BGRAD,
       .precision = layer->precision,
       .op_a = CUBLAS_OP_N,
       .op_b = CUBLAS_OP_N,
@@ -154,7 +178,7 @@ static nnlib_lt_product relu_backward_product(const nnlib_layer *layer,
       .d = da_prev,
       .bias = below->bias_grad,
       .aux = below->pre_activation,
-      .aux_ld = NNLIB_RELU_MASK_LD(below->units),
+      .aux_ld = aux_ld(below_fused, below->units),
       .alpha = 1.0f,
   };
   return product;
@@ -168,15 +192,15 @@ static nnlib_lt_product relu_backward_product(const nnlib_layer *layer,
  * the alignment of; it is only used for planning. The backward product is
  * planned first, so that the plan handed back is the last one looked up
  * (a full cache may evict any earlier one). */
-static nn_status relu_fusion_plan(nnlib_cuda_backend *cuda, nn_context *ctx,
-                                  const nnlib_lt_product *forward,
-                                  const nnlib_layer *layer, size_t m,
-                                  nnlib_lt_plan **out) {
+static nn_status fusion_plan(nnlib_cuda_backend *cuda, nn_context *ctx,
+                             const nnlib_lt_product *forward,
+                             const nnlib_layer *layer, nnlib_fused fused,
+                             size_t m, nnlib_lt_plan **out) {
   *out = NULL;
   const nnlib_layer *above = layer->above;
   void *scratch = (void *)(uintptr_t)256;
-  const nnlib_lt_product backward = relu_backward_product(
-      above, converted(above, above->weights, above->bf16_weights),
+  const nnlib_lt_product backward = fused_backward_product(
+      above, fused, converted(above, above->weights, above->bf16_weights),
       converted(above, scratch, above->bf16_gradients), (float *)scratch, m);
   nnlib_lt_plan *backward_plan = NULL;
   nn_status status = nnlib_cuda_lt_plan(cuda, ctx, &backward, &backward_plan);
@@ -185,19 +209,24 @@ static nn_status relu_fusion_plan(nnlib_cuda_backend *cuda, nn_context *ctx,
   return nnlib_cuda_lt_plan(cuda, ctx, forward, out);
 }
 
-/* The ReLU epilogue when it applies (*fused true), else nothing. The
- * heuristic's word is no guarantee that an algorithm runs (cuBLASLt says
- * so): one that refuses is not tried again, and the layer takes its plain
- * path — the call wrote nothing, as a refused call does not launch. */
-static nn_status try_relu_forward(nnlib_cuda_backend *cuda, nn_context *ctx,
-                                  const nnlib_layer *layer, const void *w,
-                                  const void *x, size_t m, bool *fused) {
-  *fused = false;
-  if (!may_fuse_relu(layer))
+/* The layer's epilogue when one applies (*fused says which), else
+ * nothing. The heuristic's word is no guarantee that an algorithm runs
+ * (cuBLASLt says so): one that refuses is not tried again, and the layer
+ * takes its plain path — the call wrote nothing, as a refused call does not
+ * launch. */
+static nn_status try_fused_forward(nnlib_cuda_backend *cuda, nn_context *ctx,
+                                   const nnlib_layer *layer, const void *w,
+                                   const void *x, size_t m,
+                                   nnlib_fused *fused) {
+  *fused = NNLIB_FUSED_NONE;
+  const nnlib_fused candidate = fusable(layer);
+  if (candidate == NNLIB_FUSED_NONE)
     return NN_OK;
-  const nnlib_lt_product product = relu_forward_product(layer, w, x, m);
+  const nnlib_lt_product product =
+      fused_forward_product(layer, candidate, w, x, m);
   nnlib_lt_plan *plan = NULL;
-  nn_status status = relu_fusion_plan(cuda, ctx, &product, layer, m, &plan);
+  nn_status status =
+      fusion_plan(cuda, ctx, &product, layer, candidate, m, &plan);
   if (status != NN_OK || !plan)
     return status;
   char before[sizeof ctx->last_error];
@@ -205,34 +234,37 @@ static nn_status try_relu_forward(nnlib_cuda_backend *cuda, nn_context *ctx,
   if (nnlib_cuda_lt_run(cuda, ctx, plan, &product) != NN_OK) {
     nnlib_cuda_lt_refuse(plan);
     snprintf(ctx->notice, sizeof ctx->notice,
-             "a fused ReLU product failed, layers of its shape run plain: "
+             "a fused %s product failed, layers of its shape run plain: "
              "%.150s",
-             ctx->last_error);
+             fused_name(candidate), ctx->last_error);
     memcpy(ctx->last_error, before, sizeof before);
     return NN_OK;
   }
-  *fused = true;
+  *fused = candidate;
   return NN_OK;
 }
 
-/* dZ[below] and db[below] from the DRELU_BGRAD product, then db /= m. The
- * forward pass made sure of the plan; one missing now means the scratch
- * was not as aligned as planned, which is a bug worth reporting. */
-static nn_status relu_backward(nnlib_cuda_backend *cuda, nn_context *ctx,
-                               const nnlib_layer *layer, const void *dz,
-                               size_t m, float inverse_m, float *da_prev) {
+/* dZ[below] and db[below] from the DRELU_BGRAD or DGELU_BGRAD product,
+ * then db /= m. The forward pass made sure of the plan; one missing now
+ * means the scratch was not as aligned as planned, which is a bug worth
+ * reporting. */
+static nn_status fused_backward(nnlib_cuda_backend *cuda, nn_context *ctx,
+                                const nnlib_layer *layer, const void *dz,
+                                size_t m, float inverse_m, float *da_prev) {
   const void *w = converted(layer, layer->weights, layer->bf16_weights);
+  const nnlib_fused below_fused = layer->below->epilogue->fused;
   const nnlib_lt_product product =
-      relu_backward_product(layer, w, dz, da_prev, m);
+      fused_backward_product(layer, below_fused, w, dz, da_prev, m);
   nnlib_lt_plan *plan = NULL;
   nn_status status = nnlib_cuda_lt_plan(cuda, ctx, &product, &plan);
   if (status == NN_OK && !plan)
     return NNLIB_FAIL_CALL(ctx, NN_ERROR_BACKEND, "cublasLtMatmul",
-                           "no DRELU_BGRAD algorithm for %d x %d x %d after "
-                           "the forward pass found one (operands not as "
-                           "aligned as planned); nn_model_set_fusion(OFF) "
+                           "no fused %s backward algorithm for %d x %d x %d "
+                           "after the forward pass found one (operands not "
+                           "as aligned as planned); nn_model_set_fusion(OFF) "
                            "avoids the fused products",
-                           product.rows, product.cols, product.inner);
+                           fused_name(below_fused), product.rows, product.cols,
+                           product.inner);
   if (status == NN_OK)
     status = nnlib_cuda_lt_run(cuda, ctx, plan, &product);
   if (status == NN_OK)
@@ -260,11 +292,11 @@ nn_status nnlib_cuda_dense_forward(nnlib_backend *backend, nn_context *ctx,
   if (status == NN_OK)
     status = operand(cuda, ctx, layer, a_prev, layer->inputs * m,
                      layer->bf16_inputs, &x);
-  bool fused = false;
+  nnlib_fused fused = NNLIB_FUSED_NONE;
   if (status == NN_OK)
-    status = try_relu_forward(cuda, ctx, layer, w, x, m, &fused);
-  layer->epilogue->relu_mask = status == NN_OK && fused;
-  if (status != NN_OK || fused)
+    status = try_fused_forward(cuda, ctx, layer, w, x, m, &fused);
+  layer->epilogue->fused = status == NN_OK ? fused : NNLIB_FUSED_NONE;
+  if (status != NN_OK || fused != NNLIB_FUSED_NONE)
     return status;
   /* Z (n × m) = W (n × n_prev) · A_prev (n_prev × m); W read as (Wᵀ)ᵀ. The
    * bias is added afterwards, as on the CPU, not folded in with beta = 1. */
@@ -328,25 +360,25 @@ nn_status nnlib_cuda_dense_backward(nnlib_backend *backend, nn_context *ctx,
                    layer->bf16_gradients, &g);
   if (status == NN_OK)
     status = weight_gradient(cuda, ctx, layer, x, g, m, inverse_m, l2_lambda);
-  /* A layer that ran the ReLU epilogue got its db with its dZ, from the
-   * backward product of this layer's caller one step up. */
-  if (status == NN_OK && !layer->epilogue->relu_mask)
+  /* A layer that ran an epilogue got its db with its dZ, from the
+   * backward product of the layer above. */
+  if (status == NN_OK && layer->epilogue->fused == NNLIB_FUSED_NONE)
     status = nnlib_cuda_bias_gradient(cuda, ctx, dz, layer->units, m, inverse_m,
                                       layer->bias_grad);
   if (status != NN_OK || !da_prev)
     return status;
-  if (layer->below && layer->below->epilogue->relu_mask)
-    return relu_backward(cuda, ctx, layer, g, m, inverse_m, da_prev);
+  if (layer->below && layer->below->epilogue->fused != NNLIB_FUSED_NONE)
+    return fused_backward(cuda, ctx, layer, g, m, inverse_m, da_prev);
   return input_gradient(cuda, ctx, layer, g, m, da_prev);
 }
 
 /* The scheduler's activation_backward: nothing to do for a layer whose dZ
- * the ReLU epilogue path already produced (relu_backward, one layer up). */
+ * the fused path already produced (fused_backward, one layer up). */
 nn_status nnlib_cuda_layer_activation_backward(nnlib_backend *backend,
                                                nn_context *ctx,
                                                const nnlib_layer *layer,
                                                float *da_dz, size_t m) {
-  if (layer->epilogue->relu_mask)
+  if (layer->epilogue->fused != NNLIB_FUSED_NONE)
     return NN_OK;
   return nnlib_cuda_activation_backward(backend, ctx, layer, da_dz, m);
 }

@@ -107,7 +107,8 @@ const char *nn_status_str(nn_status status) {
 /* ------------------------------------------------------------------------ */
 
 static const char *const activation_names[NN_ACTIVATION_COUNT] = {
-    "linear", "relu", "leaky_relu", "tanh", "sigmoid", "gelu", "softmax"};
+    "linear",  "relu", "leaky_relu", "tanh",
+    "sigmoid", "gelu", "softmax",    "gelu_tanh"};
 static const char *const loss_names[NN_LOSS_COUNT] = {
     "binary_cross_entropy", "categorical_cross_entropy", "mean_squared_error"};
 static const char *const init_names[NN_INIT_COUNT] = {"zeros", "normal", "he",

@@ -42,6 +42,25 @@ NNLIB_ELEMENTWISE float nnlib_gelu_derivative(float z) {
   return cdf + z * pdf;
 }
 
+/* √(2/π) and the cubic coefficient of GELU's tanh approximation. */
+#define NNLIB_SQRT_2_OVER_PI 0.7978845608028654f
+#define NNLIB_GELU_TANH_CUBIC 0.044715f
+
+/* ½ z (1 + tanh(u)), u = √(2/π) (z + 0.044715 z³). */
+NNLIB_ELEMENTWISE float nnlib_gelu_tanh(float z) {
+  float u = NNLIB_SQRT_2_OVER_PI * (z + NNLIB_GELU_TANH_CUBIC * z * z * z);
+  return 0.5f * z * (1.0f + tanhf(u));
+}
+
+/* ½ (1 + tanh u) + ½ z (1 - tanh² u) √(2/π) (1 + 3 · 0.044715 z²). */
+NNLIB_ELEMENTWISE float nnlib_gelu_tanh_derivative(float z) {
+  float u = NNLIB_SQRT_2_OVER_PI * (z + NNLIB_GELU_TANH_CUBIC * z * z * z);
+  float t = tanhf(u);
+  float du =
+      NNLIB_SQRT_2_OVER_PI * (1.0f + 3.0f * NNLIB_GELU_TANH_CUBIC * z * z);
+  return 0.5f * (1.0f + t) + 0.5f * z * (1.0f - t * t) * du;
+}
+
 /* g(z); softmax is taken per column elsewhere (linear here). */
 NNLIB_ELEMENTWISE float nnlib_activate(nn_activation activation, float z) {
   switch (activation) {
@@ -55,6 +74,8 @@ NNLIB_ELEMENTWISE float nnlib_activate(nn_activation activation, float z) {
     return nnlib_sigmoid(z);
   case NN_ACTIVATION_GELU:
     return nnlib_gelu(z);
+  case NN_ACTIVATION_GELU_TANH:
+    return nnlib_gelu_tanh(z);
   default:
     return z;
   }
@@ -74,6 +95,8 @@ NNLIB_ELEMENTWISE float nnlib_activation_derivative(nn_activation activation,
     return a * (1.0f - a);
   case NN_ACTIVATION_GELU:
     return nnlib_gelu_derivative(z);
+  case NN_ACTIVATION_GELU_TANH:
+    return nnlib_gelu_tanh_derivative(z);
   default:
     return 1.0f;
   }

@@ -91,16 +91,25 @@ nn_status nnlib_dataset_adopt(nn_context *ctx, size_t input_width,
 /* Model and its arenas                                                      */
 /* ------------------------------------------------------------------------ */
 
+/* What a layer's last forward pass fused into its product (cuBLASLt
+ * epilogues, cuda/dense.c). Either way A came out of the product, and the
+ * backward product of the layer above produces this layer's dZ and db
+ * (DRELU_BGRAD, DGELU_BGRAD), so its own activation_backward and db sum are
+ * skipped. */
+typedef enum nnlib_fused {
+  NNLIB_FUSED_NONE = 0,
+  /* RELU_AUX_BIAS: the Z block holds cuBLASLt's ReLU bit mask — one bit
+   * per element, NNLIB_RELU_MASK_LD(units) bits per column — not Z. */
+  NNLIB_FUSED_RELU,
+  /* GELU_AUX_BIAS (tanh approximation): the Z block holds Z, cuBLASLt's
+   * GELU input, as a plain pass leaves it. */
+  NNLIB_FUSED_GELU_TANH
+} nnlib_fused;
+
 /* What a layer's last forward pass left in its Z block, written by the
  * backend (host memory, one per layer, owned by the model). */
 typedef struct nnlib_layer_epilogue {
-  /* The forward pass ran the ReLU epilogue (cuBLASLt RELU_AUX_BIAS): A came
-   * out of the product, and the Z block holds cuBLASLt's ReLU bit mask —
-   * one bit per element, NNLIB_RELU_MASK_LD(units) bits per column — not Z.
-   * The backward product of the layer above then produces this layer's dZ
-   * and db (DRELU_BGRAD), so its own activation_backward and db sum are
-   * skipped. */
-  bool relu_mask;
+  nnlib_fused fused;
 } nnlib_layer_epilogue;
 
 /* Bits per column of a ReLU bit mask (cuBLASLt wants a multiple of 128). */

@@ -399,7 +399,7 @@ nn_fusion nn_model_fusion(const nn_model *model) {
 int nn_model_layer_fused(const nn_model *model, size_t layer) {
   if (!model || layer == 0 || layer > model->layer_count)
     return 0;
-  return model->epilogues[layer - 1].relu_mask ? 1 : 0;
+  return model->epilogues[layer - 1].fused != NNLIB_FUSED_NONE ? 1 : 0;
 }
 
 static nn_status reserve_activations(nn_model *model, size_t examples) {

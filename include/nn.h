@@ -125,6 +125,10 @@ typedef enum nn_activation {
   NN_ACTIVATION_SIGMOID,    /* g(z) = 1 / (1 + e^-z) */
   NN_ACTIVATION_GELU,       /* g(z) = z Φ(z), exact (erf) form */
   NN_ACTIVATION_SOFTMAX,    /* output layer only, with categorical CE */
+  /* g(z) = ½ z (1 + tanh(√(2/π) (z + 0.044715 z³))): GELU's tanh
+   * approximation, PyTorch's gelu(approximate="tanh") and the GELU of
+   * cuBLASLt's epilogues, which the CUDA backend fuses (nn_fusion). */
+  NN_ACTIVATION_GELU_TANH,
   NN_ACTIVATION_COUNT
 } nn_activation;
 
@@ -342,14 +346,15 @@ NN_API nn_precision nn_model_precision(const nn_model *model);
  * when n[0..l] are multiples of 4), gets Z = W A_prev + b and A = max(Z, 0)
  * from one cuBLASLt call that also keeps a ReLU bit mask, and the backward
  * product of the layer above it yields this layer's dZ (dA through the mask)
- * and its db column sums in the same call (DRELU_BGRAD). Every other layer —
- * and any layer whose shapes cuBLASLt has no fused algorithm for — runs
- * the plain products and nn's own kernels, which OFF uses everywhere (the
- * reference). GELU layers are not fused: cuBLASLt's GELU epilogue is the
- * tanh approximation, nn's GELU is the exact erf form. Fused and plain
- * results agree to rounding (the order of the sums differs), not bit for
- * bit. The CPU has nothing to fuse and takes either setting. A new model
- * is AUTO. */
+ * and its db column sums in the same call (DRELU_BGRAD). A hidden GELU_TANH
+ * layer with a multiple of 8 units is fused the same way (GELU_AUX_BIAS
+ * keeps Z; DGELU_BGRAD). Every other layer — and any layer whose shapes
+ * cuBLASLt has no fused algorithm for — runs the plain products and nn's
+ * own kernels, which OFF uses everywhere (the reference). The exact (erf)
+ * GELU is not fused: cuBLASLt's GELU is the tanh approximation. Fused and
+ * plain results agree to rounding (the order of the sums differs), not bit
+ * for bit. The CPU has nothing to fuse and takes either setting. A new
+ * model is AUTO. */
 typedef enum nn_fusion {
   NN_FUSION_AUTO = 0,
   NN_FUSION_OFF,
@@ -361,7 +366,7 @@ NN_API nn_status nn_fusion_from_name(const char *name, nn_fusion *out);
 /* Takes effect from the next forward pass. */
 NN_API nn_status nn_model_set_fusion(nn_model *model, nn_fusion fusion);
 NN_API nn_fusion nn_model_fusion(const nn_model *model);
-/* 1 if layer l's last forward pass ran fused (the ReLU epilogue), 0 if it
+/* 1 if layer l's last forward pass ran fused (an epilogue), 0 if it
  * ran the plain product and kernels or has not run; l = 1..L. */
 NN_API int nn_model_layer_fused(const nn_model *model, size_t layer);
 

@@ -631,3 +631,43 @@ Test(formulas, random_initialization_breaks_symmetry) {
   nn_model_destroy(model);
   nn_context_destroy(ctx);
 }
+
+/* Ŷ = g(x) for a hidden activation g: 1 -> 1 unit g -> 1 linear output,
+ * both weights 1 and biases 0 (squared error: the output is linear). */
+static void hidden_activation_values(nn_activation hidden, const float *x,
+                                     size_t count, float *yhat) {
+  nn_context *ctx = support_cpu_context();
+  const size_t widths[] = {1, 1, 1};
+  nn_model *model =
+      support_model(ctx, widths, 2, hidden, NN_LOSS_MEAN_SQUARED_ERROR);
+  const float parameters[4] = {1.0f, 0.0f, 1.0f, 0.0f}; /* W1 b1 W2 b2 */
+  SUPPORT_OK(ctx, nn_model_set_parameters(model, parameters, 4));
+  SUPPORT_OK(ctx, nn_model_forward(model, x, count, 0, yhat));
+  nn_model_destroy(model);
+  nn_context_destroy(ctx);
+}
+
+/* GELU's tanh approximation against its formula in double, and its
+ * distance from the exact GELU: small (the approximation is good to about
+ * 5e-4) but not nil (it is another function). */
+Test(formulas, gelu_tanh_is_the_tanh_approximation) {
+  const float x[] = {-4.0f, -2.0f, -1.0f, -0.5f, 0.0f, 0.5f, 1.0f, 2.0f, 4.0f};
+  const size_t count = sizeof x / sizeof x[0];
+  float approximate[9], exact[9];
+  hidden_activation_values(NN_ACTIVATION_GELU_TANH, x, count, approximate);
+  hidden_activation_values(NN_ACTIVATION_GELU, x, count, exact);
+  double largest_gap = 0.0;
+  for (size_t k = 0; k < count; k++) {
+    const double z = x[k];
+    const double u = sqrt(2.0 / M_PI) * (z + 0.044715 * z * z * z);
+    const double expected = 0.5 * z * (1.0 + tanh(u));
+    cr_assert_float_eq(approximate[k], expected, 1e-6, "gelu_tanh(%g) = %g", z,
+                       (double)approximate[k]);
+    const double gap = fabs((double)approximate[k] - (double)exact[k]);
+    cr_assert_leq(gap, 1e-3, "x = %g: tanh form %g, erf form %g", z,
+                  (double)approximate[k], (double)exact[k]);
+    largest_gap = fmax(largest_gap, gap);
+  }
+  cr_assert_gt(largest_gap, 1e-5, "gelu_tanh is not the erf GELU");
+  cr_assert_str_eq(nn_activation_name(NN_ACTIVATION_GELU_TANH), "gelu_tanh");
+}

@@ -24,24 +24,31 @@
 #define INPUTS 48
 #define MAX_EXAMPLES 97
 #define OUTPUTS 10
-#define LAYERS 5
+#define LAYERS 7
 
-/* 48 -> 256 relu -> 136 relu -> 64 tanh -> 3 relu -> 10 softmax: layers 1
- * and 2 can fuse (ReLU, no dropout, ≥ 4 units, a layer above, b aligned;
- * 136 is no multiple of 128, so its bit mask has padding rows); 3 is not
- * ReLU, 4 is too narrow for its mask, 5 is the output. The widths of the
- * fusable layers and of the layers above them are multiples of 8, which
- * bf16 tensor-core products want of their leading dimensions. */
-static const size_t widths[LAYERS + 1] = {INPUTS, 256, 136, 64, 3, OUTPUTS};
-static const int fusable[LAYERS] = {1, 1, 0, 0, 0};
+/* 48 -> 256 relu -> 136 relu -> 64 gelu_tanh -> 24 gelu -> 12 gelu_tanh ->
+ * 3 relu -> 10 softmax. Layers 1 and 2 can fuse the ReLU epilogue (no
+ * dropout, ≥ 4 units, a layer above, b aligned; 136 is no multiple of 128,
+ * so its bit mask has padding rows), layer 3 the GELU one (64 is a multiple
+ * of 8, as cuBLASLt's GELU input ld must be). Layer 4's exact GELU has no
+ * epilogue, layer 5 is GELU-tanh of 12 units (no multiple of 8), layer 6
+ * too narrow for its mask, 7 the output. The widths of the fusable layers
+ * and of the layers above them are multiples of 8, which bf16 tensor-core
+ * products want of their leading dimensions; all up to layer 6 are
+ * multiples of 4, which keeps every b 16-byte aligned. */
+static const size_t widths[LAYERS + 1] = {INPUTS, 256, 136, 64,
+                                          24,     12,  3,   OUTPUTS};
+static const int fusable[LAYERS] = {1, 1, 1, 0, 0, 0, 0};
 
 static nn_model *make_model(nn_context *ctx, float dropout_of_layer_2) {
   nn_layer_spec layers[LAYERS] = {
       {widths[1], NN_ACTIVATION_RELU, 0.0f},
       {widths[2], NN_ACTIVATION_RELU, dropout_of_layer_2},
-      {widths[3], NN_ACTIVATION_TANH, 0.0f},
-      {widths[4], NN_ACTIVATION_RELU, 0.0f},
-      {widths[5], NN_ACTIVATION_SOFTMAX, 0.0f},
+      {widths[3], NN_ACTIVATION_GELU_TANH, 0.0f},
+      {widths[4], NN_ACTIVATION_GELU, 0.0f},
+      {widths[5], NN_ACTIVATION_GELU_TANH, 0.0f},
+      {widths[6], NN_ACTIVATION_RELU, 0.0f},
+      {widths[7], NN_ACTIVATION_SOFTMAX, 0.0f},
   };
   nn_model_spec spec = {INPUTS, LAYERS, layers,
                         NN_LOSS_CATEGORICAL_CROSS_ENTROPY};
@@ -190,9 +197,9 @@ Test(fusion, fused_passes_match_the_plain_path) {
                        nn_precision_name((nn_precision)p), batches[b], l + 1);
         cr_assert_eq(plain.fused[l], 0);
       }
-      cr_log_info("%s, m = %zu: layers 1 and 2 fused: %d %d",
+      cr_log_info("%s, m = %zu: layers 1, 2 and 3 fused: %d %d %d",
                   nn_precision_name((nn_precision)p), batches[b],
-                  fused.fused[0], fused.fused[1]);
+                  fused.fused[0], fused.fused[1], fused.fused[2]);
       char what[64];
       snprintf(what, sizeof what, "%s, m = %zu",
                nn_precision_name((nn_precision)p), batches[b]);

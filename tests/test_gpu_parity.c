@@ -342,7 +342,8 @@ Test(gpu_parity, every_activation_forward_and_backward) {
   parity p = parity_open();
   const nn_activation hidden[] = {NN_ACTIVATION_LINEAR,     NN_ACTIVATION_RELU,
                                   NN_ACTIVATION_LEAKY_RELU, NN_ACTIVATION_TANH,
-                                  NN_ACTIVATION_SIGMOID,    NN_ACTIVATION_GELU};
+                                  NN_ACTIVATION_SIGMOID,    NN_ACTIVATION_GELU,
+                                  NN_ACTIVATION_GELU_TANH};
   for (size_t h = 0; h < sizeof hidden / sizeof hidden[0]; h++)
     for (int loss = 0; loss < NN_LOSS_COUNT; loss++)
       check_forward_backward(&p, hidden[h], (nn_loss)loss);
@@ -956,6 +957,38 @@ Test(gpu_parity, gather_columns_back_to_back) {
   free(result);
   free(source);
   nn_context_destroy(gpu);
+}
+
+/* A device this build has no code for is refused as UNSUPPORTED, naming the
+ * device and what the build has code for. Only the CPU emulator of the
+ * CUDA libraries (tests/cuda_emulator) can pose as such a device
+ * (NNEMU_NO_KERNEL_IMAGE=1); elsewhere the test skips. */
+Test(gpu_parity, a_device_without_code_in_this_build_is_refused) {
+  nn_context *gpu = gpu_context_or_skip();
+  const bool emulated =
+      strstr(nn_context_backend_name(gpu), "nn CUDA emulator") != NULL;
+  nn_context_destroy(gpu);
+  if (!emulated)
+    cr_skip_test("needs the CUDA emulator to pose as a device without code");
+  setenv("NNEMU_NO_KERNEL_IMAGE", "1", 1);
+  char message[512] = "";
+  nn_context *ctx = NULL;
+  nn_status status =
+      nn_context_create(NN_BACKEND_CUDA, 0, &ctx, message, sizeof message);
+  cr_assert_eq(status, NN_ERROR_UNSUPPORTED, "-> %s: %s", nn_status_str(status),
+               message);
+  cr_assert_null(ctx);
+  cr_assert_not_null(strstr(message, "has no code in this build (built for"),
+                     "\"%s\"", message);
+  cr_assert_not_null(strstr(message, "compute capability 9.0"), "\"%s\"",
+                     message);
+  /* AUTO takes the CPU instead, and says why. */
+  status = nn_context_create(NN_BACKEND_AUTO, 0, &ctx, message, sizeof message);
+  cr_assert_eq(status, NN_OK, "AUTO -> %s: %s", nn_status_str(status), message);
+  cr_assert_eq(nn_context_backend(ctx), NN_BACKEND_CPU);
+  cr_assert_not_null(strstr(nn_context_notice(ctx), "no code"), "\"%s\"",
+                     nn_context_notice(ctx));
+  nn_context_destroy(ctx);
 }
 
 /* A model far larger than any GPU (3e5 × 3e5 weights, 360 GB): out of

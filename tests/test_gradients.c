@@ -310,6 +310,10 @@ Test(gradients, hidden_gelu) {
   check_hidden_activation(NN_ACTIVATION_GELU, 16);
 }
 
+Test(gradients, hidden_gelu_tanh) {
+  check_hidden_activation(NN_ACTIVATION_GELU_TANH, 17);
+}
+
 /* ------------------------------------------------------------------------ */
 /* Output and loss pairs: 3-5-4-n_y with tanh hidden layers                  */
 /* ------------------------------------------------------------------------ */

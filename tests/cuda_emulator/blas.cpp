@@ -5,7 +5,8 @@
  * handles (stream, workspace, math, atomics and pointer modes), cublasSgemm
  * and cublasGemmEx (fp32 or bf16 A and B, fp32 C, fp32 or TF32 compute),
  * and cuBLASLt matmuls D = alpha op(A) op(B) + beta C with the DEFAULT,
- * BIAS, RELU_BIAS, RELU_AUX_BIAS and DRELU_BGRAD epilogues, with the
+ * BIAS, RELU_BIAS, RELU_AUX_BIAS, DRELU_BGRAD, GELU_AUX_BIAS (tanh
+ * approximation) and DGELU_BGRAD epilogues, with the
  * descriptors, preferences and heuristic around them. Products run as
  * stream work (nnemu::enqueue) on values captured at the call, as the real
  * libraries' kernels do; the arithmetic is cblas_sgemm on fp32 copies (bf16
@@ -507,8 +508,8 @@ struct matmul_descriptor {
   int32_t op_a = CUBLAS_OP_N, op_b = CUBLAS_OP_N;
   uint32_t epilogue = CUBLASLT_EPILOGUE_DEFAULT;
   void *bias = nullptr; /* bias (read) or bias gradient (written) */
-  void *aux = nullptr;  /* ReLU bit mask */
-  int64_t aux_ld = 0;   /* in bits */
+  void *aux = nullptr;  /* ReLU bit mask, or the GELU input */
+  int64_t aux_ld = 0;   /* in bits (mask) or floats (GELU input) */
 };
 
 struct layout_descriptor {
@@ -578,6 +579,8 @@ bool is_emulated_epilogue(uint32_t epilogue) {
   case CUBLASLT_EPILOGUE_RELU_BIAS:
   case CUBLASLT_EPILOGUE_RELU_AUX_BIAS:
   case CUBLASLT_EPILOGUE_DRELU_BGRAD:
+  case CUBLASLT_EPILOGUE_GELU_AUX_BIAS:
+  case CUBLASLT_EPILOGUE_DGELU_BGRAD:
     return true;
   default:
     return false;
@@ -585,7 +588,8 @@ bool is_emulated_epilogue(uint32_t epilogue) {
 }
 
 /* All emulated epilogues but DEFAULT use the bias pointer: as the bias
- * (read) or, with DRELU_BGRAD, as the bias gradient (written). */
+ * (read) or, with DRELU_BGRAD and DGELU_BGRAD, as the bias gradient
+ * (written). */
 bool uses_bias(uint32_t epilogue) {
   return epilogue != CUBLASLT_EPILOGUE_DEFAULT;
 }
@@ -593,6 +597,17 @@ bool uses_bias(uint32_t epilogue) {
 bool uses_mask(uint32_t epilogue) {
   return epilogue == CUBLASLT_EPILOGUE_RELU_AUX_BIAS ||
          epilogue == CUBLASLT_EPILOGUE_DRELU_BGRAD;
+}
+
+/* The GELU epilogues' aux: the GELU input (T + bias), fp32 like D,
+ * column-major with aux_ld in elements. */
+bool uses_gelu_input(uint32_t epilogue) {
+  return epilogue == CUBLASLT_EPILOGUE_GELU_AUX_BIAS ||
+         epilogue == CUBLASLT_EPILOGUE_DGELU_BGRAD;
+}
+
+bool uses_aux(uint32_t epilogue) {
+  return uses_mask(epilogue) || uses_gelu_input(epilogue);
 }
 
 /* One cublasLtMatmul with everything its stream work needs, by value: the
@@ -687,12 +702,23 @@ refusal check_epilogue_inputs(const lt_problem &p) {
     return refuse(CUBLAS_STATUS_INVALID_VALUE,
                   "epilogue %u needs CUBLASLT_MATMUL_DESC_BIAS_POINTER",
                   p.epilogue);
-  if (!uses_mask(p.epilogue))
+  if (!uses_aux(p.epilogue))
     return refusal{};
   if (!p.aux)
     return refuse(CUBLAS_STATUS_INVALID_VALUE,
                   "epilogue %u needs CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER",
                   p.epilogue);
+  /* cuBLASLt: the GELU input's leading dimension, in elements, "must be
+   * divisible by 8 and be no less than the number of rows". */
+  if (uses_gelu_input(p.epilogue)) {
+    if (p.aux_ld % 8 != 0 || p.aux_ld < p.rows)
+      return refuse(CUBLAS_STATUS_INVALID_VALUE,
+                    "CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD %lld for D of %d "
+                    "rows: the GELU input's ld must be a multiple of 8 and "
+                    "at least the rows",
+                    (long long)p.aux_ld, p.rows);
+    return refusal{};
+  }
   if (p.aux_ld % 128 != 0 || p.aux_ld < p.rows)
     return refuse(CUBLAS_STATUS_INVALID_VALUE,
                   "CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD %lld for D of %d "
@@ -724,7 +750,7 @@ refusal describe_lt_problem(const matmul_descriptor &desc,
   if (!is_emulated_epilogue(p.epilogue))
     return refuse(CUBLAS_STATUS_NOT_SUPPORTED,
                   "epilogue %u: the emulator has DEFAULT, BIAS, RELU_BIAS, "
-                  "RELU_AUX_BIAS and DRELU_BGRAD",
+                  "RELU_AUX_BIAS, DRELU_BGRAD, GELU_AUX_BIAS and DGELU_BGRAD",
                   p.epilogue);
   if (refusal refused = check_lt_types(p))
     return refused;
@@ -796,7 +822,7 @@ algorithm_alignments chosen_alignments(const preference_descriptor &pref,
                               capped(pref.alignment[2]),
                               capped(pref.alignment[3]),
                               uses_bias(p.epilogue) ? alignment_of(p.bias) : 1u,
-                              uses_mask(p.epilogue) ? alignment_of(p.aux) : 1u};
+                              uses_aux(p.epilogue) ? alignment_of(p.aux) : 1u};
 }
 
 refusal check_algorithm(const cublasLtMatmulAlgo_t *algo, const lt_problem &p) {
@@ -856,6 +882,15 @@ refusal check_lt_memory(const lt_problem &p) {
              (long long)p.aux_ld, p.cols);
     if (refusal refused =
             check_device_range("aux", shape, p.aux, mask_bytes(p), 1))
+      return refused;
+  }
+  if (uses_gelu_input(p.epilogue)) {
+    snprintf(shape, sizeof shape, "GELU input, %d x %d floats, ld %lld", p.rows,
+             p.cols, (long long)p.aux_ld);
+    const uint64_t bytes =
+        ((uint64_t)(p.cols - 1) * (uint64_t)p.aux_ld + (uint64_t)p.rows) *
+        sizeof(float);
+    if (refusal refused = check_device_range("aux", shape, p.aux, bytes, 4))
       return refused;
   }
   return refusal{};
@@ -947,12 +982,66 @@ void write_relu_gradient(const lt_problem &p, const std::vector<float> &t) {
     p.bias[row] = (float)sums[(size_t)row];
 }
 
+/* GELU's tanh approximation, as cuBLASLt's GELU epilogues compute it,
+ * and its derivative: worked in double here, so that the fused path
+ * differs from nn's float kernels by rounding, as on a GPU. */
+constexpr double sqrt_2_over_pi = 0.79788456080286535588;
+constexpr double gelu_cubic = 0.044715;
+
+float gelu_tanh(float x) {
+  const double z = x;
+  return (
+      float)(0.5 * z *
+             (1.0 + std::tanh(sqrt_2_over_pi * (z + gelu_cubic * z * z * z))));
+}
+
+float gelu_tanh_derivative(float x) {
+  const double z = x;
+  const double t = std::tanh(sqrt_2_over_pi * (z + gelu_cubic * z * z * z));
+  const double du = sqrt_2_over_pi * (1.0 + 3.0 * gelu_cubic * z * z);
+  return (float)(0.5 * (1.0 + t) + 0.5 * z * (1.0 - t * t) * du);
+}
+
+float *gelu_input(const lt_problem &p, int row, int col) {
+  return reinterpret_cast<float *>(p.aux) + (size_t)col * (size_t)p.aux_ld +
+         (size_t)row;
+}
+
+/* GELU_AUX_BIAS: aux = T + bias[row] (the GELU input), D = GELU of it. */
+void write_gelu_and_input(const lt_problem &p, const std::vector<float> &t) {
+  for (int col = 0; col < p.cols; col++)
+    for (int row = 0; row < p.rows; row++) {
+      const float value = t[(size_t)col * p.rows + row] + p.bias[row];
+      *gelu_input(p, row, col) = value;
+      p.d[(size_t)col * p.d_layout.ld + row] = gelu_tanh(value);
+    }
+}
+
+/* DGELU_BGRAD: D = T · GELU'(aux), and the bias gradient as DRELU_BGRAD
+ * sums it. */
+void write_gelu_gradient(const lt_problem &p, const std::vector<float> &t) {
+  std::vector<double> sums((size_t)p.rows, 0.0);
+  for (int col = 0; col < p.cols; col++)
+    for (int row = 0; row < p.rows; row++) {
+      const float value = t[(size_t)col * p.rows + row] *
+                          gelu_tanh_derivative(*gelu_input(p, row, col));
+      p.d[(size_t)col * p.d_layout.ld + row] = value;
+      sums[(size_t)row] += value;
+    }
+  for (int row = 0; row < p.rows; row++)
+    p.bias[row] = (float)sums[(size_t)row];
+}
+
 void run_lt_matmul(const lt_problem &p) {
   const std::vector<float> t = lt_product(p);
   if (p.epilogue == CUBLASLT_EPILOGUE_RELU_AUX_BIAS)
     write_relu_and_mask(p, t);
   else if (p.epilogue == CUBLASLT_EPILOGUE_DRELU_BGRAD)
     write_relu_gradient(p, t);
+  else if (p.epilogue == CUBLASLT_EPILOGUE_GELU_AUX_BIAS)
+    write_gelu_and_input(p, t);
+  else if (p.epilogue == CUBLASLT_EPILOGUE_DGELU_BGRAD)
+    write_gelu_gradient(p, t);
   else
     write_biased(p, t);
 }

@@ -54,6 +54,19 @@ static __global__ void mixed_barriers_kernel(float *out) {
     out[threadIdx.x] = __shfl_xor_sync(0xffffffffu, 1.0f, 1);
 }
 
+/* out[0] = what thread 1 reads of thread 0's write, with no barrier
+ * between them: right only if thread 0 happens to run first. */
+static __global__ void missing_barrier_kernel(float *out) {
+  __shared__ float value;
+  if (threadIdx.x == 0)
+    value = 42.0f;
+  __syncthreads();
+  if (threadIdx.x == 1)
+    value = 0.0f; /* thread 0 reads below without a barrier after this */
+  if (threadIdx.x == 0)
+    out[0] = value;
+}
+
 static __global__ void add_kernel(float *x, float amount, size_t count) {
   for (size_t k = threadIdx.x; k < count; k += blockDim.x)
     x[k] += amount;
@@ -117,6 +130,23 @@ Test(emulator, barriers_and_shuffles_sum_each_block) {
       cr_assert_float_eq(sums[b], expected, 1e-4, "block %u", b);
     }
   }
+}
+
+/* In GPU order thread 0 reads before thread 1 writes; last first, after. */
+static float missing_barrier_result(void) {
+  float *out = device_array<float>(1);
+  missing_barrier_kernel<<<1, 32>>>(out);
+  return download(out, 1)[0];
+}
+
+Test(emulator, thread_order_decides_a_race_in_gpu_order) {
+  unsetenv("NNEMU_REVERSE");
+  cr_assert_eq(missing_barrier_result(), 42.0f);
+}
+
+Test(emulator, reversed_order_shows_the_race) {
+  setenv("NNEMU_REVERSE", "1", 1);
+  cr_assert_eq(missing_barrier_result(), 0.0f);
 }
 
 Test(emulator, device_memory_starts_as_nan) {

@@ -26,6 +26,7 @@
 #include <ucontext.h>
 #endif
 
+#include <cstdlib>
 #include <map>
 #include <mutex>
 #include <vector>
@@ -248,7 +249,24 @@ void set_thread_index(const uint3 &index) {
   current_thread.thread_index = index;
 }
 
-/* Thread indices of a block in the order a GPU numbers them (x fastest). */
+/* NNEMU_REVERSE=1 runs blocks, and the threads of each block (in every
+ * round between barriers), last first: a kernel whose result depends on
+ * the order they happen to run in (a missing __syncthreads, one block
+ * reading what another writes) then gives another answer. */
+bool reversed() {
+  static const bool reverse = [] {
+    const char *text = getenv("NNEMU_REVERSE");
+    return text && *text && *text != '0';
+  }();
+  return reverse;
+}
+
+/* Which of count items runs k-th. */
+size_t run_position(size_t k, size_t count) {
+  return reversed() ? count - 1 - k : k;
+}
+
+/* Thread (or block) indices in the order a GPU numbers them (x fastest). */
 std::vector<uint3> thread_indices(const dim3 &block) {
   std::vector<uint3> indices;
   indices.reserve((size_t)block.x * block.y * block.z);
@@ -264,7 +282,9 @@ std::vector<uint3> thread_indices(const dim3 &block) {
 bool run_round(block_run &block, bool *any_waiting) {
   *any_waiting = false;
   wait_kind kind = wait_kind::none;
-  for (unsigned t = 0; t < block.fibers.size(); t++) {
+  const size_t count = block.fibers.size();
+  for (size_t k = 0; k < count; k++) {
+    const unsigned t = (unsigned)run_position(k, count);
     fiber &f = block.fibers[t];
     if (f.finished)
       continue;
@@ -295,12 +315,12 @@ bool run_round(block_run &block, bool *any_waiting) {
 
 /* Runs one block with a fiber per thread; whether any thread waited. */
 bool run_block_on_fibers(const std::function<void()> &body,
-                         const launch_shape &shape, const char *kernel,
+                         const std::vector<uint3> &threads, const char *kernel,
                          bool *synchronised) {
   block_run block;
   block.body = &body;
   block.kernel = kernel;
-  block.indices = thread_indices(shape.block);
+  block.indices = threads;
   block.fibers.resize(block.indices.size());
   for (size_t t = 0; t < block.fibers.size(); t++) {
     void *stack = stacks.get(t);
@@ -331,25 +351,24 @@ bool run_block_on_fibers(const std::function<void()> &body,
 
 /* Runs one block as plain calls; false if a thread tried to synchronise. */
 bool run_block_plainly(const std::function<void()> &body,
-                       const launch_shape &shape) {
+                       const std::vector<uint3> &threads) {
   try {
-    for (unsigned z = 0; z < shape.block.z; z++)
-      for (unsigned y = 0; y < shape.block.y; y++)
-        for (unsigned x = 0; x < shape.block.x; x++) {
-          set_thread_index(uint3{x, y, z});
-          body();
-        }
+    for (size_t k = 0; k < threads.size(); k++) {
+      set_thread_index(threads[run_position(k, threads.size())]);
+      body();
+    }
   } catch (const barrier_in_direct_mode &) {
     return false;
   }
   return true;
 }
 
-bool run_block(const std::function<void()> &body, const launch_shape &shape,
-               const void *kernel_address, const char *kernel) {
+bool run_block(const std::function<void()> &body,
+               const std::vector<uint3> &threads, const void *kernel_address,
+               const char *kernel) {
   kernel_kind kind = kind_of(kernel_address);
   if (kind == kernel_kind::plain) {
-    if (run_block_plainly(body, shape))
+    if (run_block_plainly(body, threads))
       return true;
     fail_execution(cudaErrorLaunchFailure,
                    "kernel %s synchronises in block (%u,%u,%u) but not in "
@@ -359,7 +378,7 @@ bool run_block(const std::function<void()> &body, const launch_shape &shape,
     return false;
   }
   bool synchronised = false;
-  if (!run_block_on_fibers(body, shape, kernel, &synchronised))
+  if (!run_block_on_fibers(body, threads, kernel, &synchronised))
     return false;
   if (kind == kernel_kind::unknown)
     set_kind(kernel_address,
@@ -373,13 +392,13 @@ void run_grid(const launch_shape &shape, const void *kernel_address,
   kernel_thread_state saved = current_thread;
   current_thread.block_dim = shape.block;
   current_thread.grid_dim = shape.grid;
+  const std::vector<uint3> threads = thread_indices(shape.block);
+  const std::vector<uint3> blocks = thread_indices(shape.grid);
   bool ok = true;
-  for (unsigned z = 0; ok && z < shape.grid.z; z++)
-    for (unsigned y = 0; ok && y < shape.grid.y; y++)
-      for (unsigned x = 0; ok && x < shape.grid.x; x++) {
-        current_thread.block_index = uint3{x, y, z};
-        ok = run_block(body, shape, kernel_address, kernel);
-      }
+  for (size_t k = 0; ok && k < blocks.size(); k++) {
+    current_thread.block_index = blocks[run_position(k, blocks.size())];
+    ok = run_block(body, threads, kernel_address, kernel);
+  }
   current_thread = saved;
 }
 

@@ -7,6 +7,7 @@
  *   NNEMU_DEVICES=n        devices shown (default 1; 0: none)
  *   NNEMU_DEVICE_MEMORY=b  device memory in bytes (default 4 GiB)
  *   NNEMU_SYNCHRONOUS=1    run stream work at once, on the calling thread
+ *   NNEMU_REVERSE=1        run blocks and threads last first (kernels.cpp)
  *   NNEMU_NO_KERNEL_IMAGE=1  the device is one this build has no code for
  *
  * Stricter than a GPU where that finds bugs: cudaMalloc'd memory starts as
