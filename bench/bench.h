@@ -80,18 +80,19 @@ typedef struct bench_memory_plan {
   double optimizer_state; /* gd 0, momentum / rmsprop 1×, adam 2× params */
   double activations;     /* X, Y, and Z[l], A[l] per layer, for one batch */
   double minimum;         /* the sum of the four */
-  /* What the library's layout allocates for this run: four parameter-sized
-   * arenas (both moment arenas for every optimizer), the activation arena
-   * (adds two backward scratch blocks of the widest layer) and the batch
-   * buffers (streaming: two (n[0] + n[L]) × B uploads; resident: the whole
-   * data set plus one gathered batch). Not the cuBLAS workspace and the
+  /* What the library allocates for this run: the model's own memory as
+   * nn_model_memory_bytes counts it after the run (parameters, gradients,
+   * the optimizer's moments, the activation arena with its backward
+   * scratch and block rounding, bf16 copies), plus the batch buffers
+   * (streaming: two (n[0] + n[L]) × B uploads; resident: the whole data
+   * set plus one gathered batch). Not the cuBLAS workspace and the
    * reduction scratch the context itself holds. */
   double library_layout;
 } bench_memory_plan;
 
 bench_memory_plan bench_plan_memory(const bench_model *model, size_t batch,
                                     nn_optimizer optimizer, bool resident,
-                                    size_t examples);
+                                    size_t examples, size_t model_bytes);
 
 /* ------------------------------------------------------------------------ */
 /* Synthetic data (synthetic_data.c)                                         */

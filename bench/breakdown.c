@@ -216,6 +216,8 @@ static nn_status upload_batch(nn_model *model, const config *run) {
   if (status == NN_OK)
     status = nnlib_model_reserve(model, run->batch);
   if (status == NN_OK)
+    status = nnlib_model_prepare_optimizer(model, NN_OPTIMIZER_ADAM);
+  if (status == NN_OK)
     status = NNLIB_OPS(model)->upload(NNLIB_BACKEND(model), model->ctx,
                                       model->input, x, n0 * run->batch);
   if (status == NN_OK)

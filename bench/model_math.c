@@ -38,13 +38,6 @@ static double minimum_activation_floats(const bench_model *model) {
   return floats;
 }
 
-static size_t widest(const bench_model *model) {
-  size_t widest = 0;
-  for (size_t l = 0; l <= model->layer_count; l++)
-    widest = model->widths[l] > widest ? model->widths[l] : widest;
-  return widest;
-}
-
 static double optimizer_state_arenas(nn_optimizer optimizer) {
   switch (optimizer) {
   case NN_OPTIMIZER_MOMENTUM: /* v */
@@ -59,7 +52,7 @@ static double optimizer_state_arenas(nn_optimizer optimizer) {
 
 bench_memory_plan bench_plan_memory(const bench_model *model, size_t batch,
                                     nn_optimizer optimizer, bool resident,
-                                    size_t examples) {
+                                    size_t examples, size_t model_bytes) {
   const double bytes = sizeof(float), b = (double)batch;
   const double parameters = (double)bench_parameter_count(model) * bytes;
   const double activations = minimum_activation_floats(model) * b * bytes;
@@ -71,13 +64,11 @@ bench_memory_plan bench_plan_memory(const bench_model *model, size_t batch,
   };
   plan.minimum = plan.parameters + plan.gradients + plan.optimizer_state +
                  plan.activations;
-  /* The activation arena also holds two scratch blocks (widest × B). */
-  double arena = activations + 2.0 * (double)widest(model) * b * bytes;
   double batch_floats =
       (double)(model->widths[0] + model->widths[model->layer_count]);
   double batch_buffers = resident
                              ? batch_floats * ((double)examples + b) * bytes
                              : 2.0 * batch_floats * b * bytes;
-  plan.library_layout = 4.0 * parameters + arena + batch_buffers;
+  plan.library_layout = (double)model_bytes + batch_buffers;
   return plan;
 }

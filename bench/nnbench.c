@@ -359,6 +359,7 @@ typedef struct bench_session {
   bench_environment environment;
   bench_measurement measurement;
   size_t examples, batches_per_epoch; /* of the synthetic set */
+  size_t model_bytes; /* nn_model_memory_bytes after the timed run */
   char backend_name[320];
   bool on_cuda;
   char error[512];
@@ -407,6 +408,7 @@ static int time_training(bench_session *session, nn_context *ctx) {
               config->timed_steps);
     code = 1;
   }
+  session->model_bytes = nn_model_memory_bytes(model);
   nn_model_destroy(model);
   bench_data_destroy(&data);
   return code;
@@ -483,7 +485,8 @@ static void fill_report(bench_session *session, bench_report *report) {
       config->precision);
   report->memory =
       bench_plan_memory(&config->model, config->batch_size, config->optimizer,
-                        measurement->data_resident, session->examples);
+                        measurement->data_resident, session->examples,
+                        session->model_bytes);
   report->environment = &session->environment;
 }
 

@@ -19,7 +19,8 @@ static __global__ void stage_constants_kernel(nnlib_update_constants constants,
 
 /* Over the arena (count floats; parameters, gradients and both moments
  * share its layout), one thread per element, grid-stride: the update of
- * host/elementwise.h, the CPU backend's own, with the staged constants. */
+ * host/elementwise.h, the CPU backend's own, with the staged constants. A
+ * moment the optimizer does not use may be NULL (never allocated). */
 static __global__ void optimizer_kernel(const nnlib_update_constants *staged,
                                         float *parameters,
                                         const float *gradients,
@@ -28,7 +29,8 @@ static __global__ void optimizer_kernel(const nnlib_update_constants *staged,
   const nnlib_update_constants constants = *staged;
   NNLIB_GRID_STRIDE_LOOP(k, count) {
     nnlib_update_parameter(&constants, gradients[k], &parameters[k],
-                           &first_moment[k], &second_moment[k]);
+                           first_moment ? first_moment + k : NULL,
+                           second_moment ? second_moment + k : NULL);
   }
 }
 

@@ -66,10 +66,13 @@ static nn_status download_arenas(nn_model *model, snapshot *saved,
                            "%zu parameters overflow", count);
   nn_status status = nnlib_host_alloc(model->ctx, floats, sizeof(float),
                                       (void **)&saved->arena);
+  /* A moment the model never needed is zeros (the host arena is
+   * zero-filled), as it would be had it been allocated. */
   for (size_t i = 0; status == NN_OK && i < arenas; i++)
-    status =
-        NNLIB_OPS(model)->download(NNLIB_BACKEND(model), model->ctx,
-                                   saved->arena + i * count, sources[i], count);
+    if (sources[i])
+      status = NNLIB_OPS(model)->download(NNLIB_BACKEND(model), model->ctx,
+                                          saved->arena + i * count, sources[i],
+                                          count);
   return status;
 }
 
@@ -323,13 +326,15 @@ static nn_status load_layers(nnlib_st_file *file, const layer_shapes *shapes,
 }
 
 /* Uploads both moments and Adam's step; after the parameters, since
- * setting those resets the optimizer state. */
+ * setting those resets the optimizer state. Both arenas are made: the file
+ * does not say which optimizer the resumed run will use. */
 static nn_status restore_optimizer(nnlib_st_file *file, nn_model *model,
                                    uint64_t step) {
   const size_t count = model->parameter_count;
   float *host = NULL;
-  nn_status status =
-      nnlib_host_alloc(model->ctx, count, sizeof *host, (void **)&host);
+  nn_status status = nnlib_model_prepare_optimizer(model, NN_OPTIMIZER_ADAM);
+  if (status == NN_OK)
+    status = nnlib_host_alloc(model->ctx, count, sizeof *host, (void **)&host);
   if (status == NN_OK)
     status = read_values(file, FIRST_MOMENT, host, false);
   if (status == NN_OK)

@@ -374,9 +374,11 @@ static nn_status cpu_optimizer_apply(nnlib_backend *backend, nn_context *ctx,
                                      size_t count) {
   (void)ctx;
   const nnlib_update_constants constants = ((cpu_backend *)backend)->staged;
+  /* A moment the optimizer does not use may be NULL (never allocated). */
   for (size_t k = 0; k < count; k++)
     nnlib_update_parameter(&constants, gradients[k], &parameters[k],
-                           &first_moment[k], &second_moment[k]);
+                           first_moment ? first_moment + k : NULL,
+                           second_moment ? second_moment + k : NULL);
   return NN_OK;
 }
 

@@ -189,17 +189,19 @@ struct nn_model {
   size_t parameter_count;
   float *parameters;
   float *gradients;
-  float *first_moment;     /* momentum velocity / Adam m */
-  float *second_moment;    /* RMSprop / Adam s */
+  float *first_moment;     /* momentum velocity / Adam m; NULL until used */
+  float *second_moment;    /* RMSprop / Adam s; NULL until used */
   uint64_t optimizer_step; /* Adam's t */
 
   /* Activation arena: input, targets, per layer Z, A, masks, and two
    * backward scratch buffers, all for `capacity` examples. */
   size_t capacity;
   float *activation_arena;
+  size_t activation_floats; /* its size */
   nn_precision precision;
   float *bf16_scratch;        /* backend memory for the layers' bf16 views */
   size_t bf16_capacity;       /* columns it was sized for; 0 = none */
+  size_t bf16_elements;       /* its size, in bf16 */
   float *input;               /* A[0]: (n_x × capacity) */
   float *targets;             /* Y: (n[L] × capacity) */
   float *backward_scratch[2]; /* (max n[l] × capacity) each: dA / dZ */
@@ -226,6 +228,11 @@ struct nn_model {
 
 /* Makes sure the activation arena holds at least `examples` columns. */
 nn_status nnlib_model_reserve(nn_model *model, size_t examples);
+/* Allocates the optimizer moments `kind` uses that the model does not
+ * have yet (zeros): momentum's velocity and Adam's m in first_moment,
+ * RMSprop's and Adam's s in second_moment. Before the step loop, never in
+ * it (nor inside a graph capture). */
+nn_status nnlib_model_prepare_optimizer(nn_model *model, nn_optimizer kind);
 
 /* The scheduler's building blocks on m columns already in backend memory:
  * input X (n_x × m) and targets Y (n[L] × m). Backward uses the input of the

@@ -141,10 +141,8 @@ static nn_status allocate_parameter_arenas(nn_model *model) {
   nn_status status = ops->alloc(backend, ctx, count, &model->parameters);
   if (status == NN_OK)
     status = ops->alloc(backend, ctx, count, &model->gradients);
-  if (status == NN_OK)
-    status = ops->alloc(backend, ctx, count, &model->first_moment);
-  if (status == NN_OK)
-    status = ops->alloc(backend, ctx, count, &model->second_moment);
+  /* The optimizer moments wait for an optimizer that needs them
+   * (nnlib_model_prepare_optimizer): gd needs neither. */
   if (status == NN_OK)
     status = ops->rng_create(backend, ctx, 0, &model->dropout_rng);
   if (status == NN_OK)
@@ -350,6 +348,7 @@ static nn_status reserve_bf16_scratch(nn_model *model) {
   NNLIB_OPS(model)->release(NNLIB_BACKEND(model), model->bf16_scratch);
   model->bf16_scratch = scratch;
   model->bf16_capacity = model->capacity;
+  model->bf16_elements = elements;
   /* The copies the old scratch held are gone with it. */
   model->forward_examples = 0;
   layout_bf16(model, model->capacity, (uint16_t *)(void *)scratch, &elements);
@@ -396,6 +395,19 @@ nn_fusion nn_model_fusion(const nn_model *model) {
   return model ? model->fusion : NN_FUSION_AUTO;
 }
 
+size_t nn_model_memory_bytes(const nn_model *model) {
+  if (!model)
+    return 0;
+  const size_t arena = model->parameter_count * sizeof(float);
+  size_t bytes = 2 * arena; /* parameters and gradients */
+  bytes += model->first_moment ? arena : 0;
+  bytes += model->second_moment ? arena : 0;
+  bytes += model->activation_floats * sizeof(float);
+  bytes += model->bf16_elements * sizeof(uint16_t);
+  bytes += NNLIB_COST_RECORD_DOUBLES(model) * sizeof(double);
+  return bytes;
+}
+
 int nn_model_layer_fused(const nn_model *model, size_t layer) {
   if (!model || layer == 0 || layer > model->layer_count)
     return 0;
@@ -416,6 +428,7 @@ static nn_status reserve_activations(nn_model *model, size_t examples) {
     return status;
   NNLIB_OPS(model)->release(NNLIB_BACKEND(model), model->activation_arena);
   model->activation_arena = arena;
+  model->activation_floats = total;
   model->capacity = examples;
   model->forward_examples = 0;
   model->backward_examples = 0;
@@ -514,14 +527,34 @@ static nn_status draw_normal_parameters(nn_model *model, nn_init init,
 nn_status nn_model_reset_optimizer(nn_model *model) {
   if (!model)
     return NN_ERROR_INVALID_ARGUMENT;
-  nn_status status =
-      NNLIB_OPS(model)->fill(NNLIB_BACKEND(model), model->ctx,
-                             model->first_moment, 0.0f, model->parameter_count);
-  if (status == NN_OK)
-    status = NNLIB_OPS(model)->fill(NNLIB_BACKEND(model), model->ctx,
-                                    model->second_moment, 0.0f,
-                                    model->parameter_count);
+  float *const moments[2] = {model->first_moment, model->second_moment};
+  nn_status status = NN_OK;
+  for (size_t k = 0; status == NN_OK && k < 2; k++)
+    if (moments[k])
+      status = NNLIB_OPS(model)->fill(NNLIB_BACKEND(model), model->ctx,
+                                      moments[k], 0.0f, model->parameter_count);
   model->optimizer_step = 0;
+  return status;
+}
+
+/* A moment arena, allocated (zeros) the first time it is needed. */
+static nn_status ensure_moment(nn_model *model, float **moment) {
+  if (*moment)
+    return NN_OK;
+  return NNLIB_OPS(model)->alloc(NNLIB_BACKEND(model), model->ctx,
+                                 model->parameter_count, moment);
+}
+
+nn_status nnlib_model_prepare_optimizer(nn_model *model, nn_optimizer kind) {
+  const bool velocity =
+      kind == NN_OPTIMIZER_MOMENTUM || kind == NN_OPTIMIZER_ADAM;
+  const bool squares =
+      kind == NN_OPTIMIZER_RMSPROP || kind == NN_OPTIMIZER_ADAM;
+  nn_status status = NN_OK;
+  if (velocity)
+    status = ensure_moment(model, &model->first_moment);
+  if (status == NN_OK && squares)
+    status = ensure_moment(model, &model->second_moment);
   return status;
 }
 

@@ -175,9 +175,29 @@ nn_status nnlib_check_optimizer(nn_context *ctx, const char *call,
   return NN_OK;
 }
 
+/* Whether the moments the optimizer reads and writes exist (made before
+ * the step loop by nnlib_model_prepare_optimizer). */
+static bool has_moments(const nn_model *model, nn_optimizer kind) {
+  switch (kind) {
+  case NN_OPTIMIZER_MOMENTUM:
+    return model->first_moment != NULL;
+  case NN_OPTIMIZER_RMSPROP:
+    return model->second_moment != NULL;
+  case NN_OPTIMIZER_ADAM:
+    return model->first_moment != NULL && model->second_moment != NULL;
+  default:
+    return true;
+  }
+}
+
 nn_status nnlib_stage_update(nn_model *model,
                              const nn_optimizer_settings *settings,
                              float learning_rate) {
+  if (!has_moments(model, settings->kind))
+    return NNLIB_FAIL(model->ctx, NN_ERROR_STATE,
+                      "%s step without its moments (internal: "
+                      "nnlib_model_prepare_optimizer was not called)",
+                      nn_optimizer_name(settings->kind));
   nnlib_optimizer_step step = {
       .kind = settings->kind,
       .learning_rate = learning_rate,
@@ -370,5 +390,7 @@ nn_status nn_model_update(nn_model *model,
   if (model->backward_examples == 0)
     return NNLIB_FAIL(model->ctx, NN_ERROR_STATE,
                       "no gradients to apply: call nn_model_backward first");
-  return nnlib_update(model, optimizer, learning_rate);
+  status = nnlib_model_prepare_optimizer(model, optimizer->kind);
+  return status == NN_OK ? nnlib_update(model, optimizer, learning_rate)
+                         : status;
 }

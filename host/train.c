@@ -180,6 +180,8 @@ static nn_status prepare_run(training_run *run, const nn_dataset *data) {
   const size_t requested = run->options->batch_size;
   run->batch_size = requested == 0 || requested > m ? m : requested;
   status = nnlib_model_reserve(model, run->batch_size);
+  if (status == NN_OK)
+    status = nnlib_model_prepare_optimizer(model, run->options->optimizer.kind);
   if (status == NN_OK && run->batch_size < m)
     status = nnlib_host_alloc(ctx, m, sizeof *run->order, (void **)&run->order);
   if (status == NN_OK)

@@ -366,6 +366,14 @@ NN_API nn_status nn_fusion_from_name(const char *name, nn_fusion *out);
 /* Takes effect from the next forward pass. */
 NN_API nn_status nn_model_set_fusion(nn_model *model, nn_fusion fusion);
 NN_API nn_fusion nn_model_fusion(const nn_model *model);
+/* Bytes the model holds in its backend's memory (the GPU's, on CUDA):
+ * parameters, gradients, the optimizer moments in use (none for gd, one
+ * arena for momentum or RMSprop, two for Adam; made when a run or
+ * nn_model_update first needs them), the activation arena for the largest
+ * batch reserved so far and, in bf16, the products' bf16 copies. The data
+ * set and the batch buffers of a training run are not the model's. */
+NN_API size_t nn_model_memory_bytes(const nn_model *model);
+
 /* 1 if layer l's last forward pass ran fused (an epilogue), 0 if it
  * ran the plain product and kernels or has not run; l = 1..L. */
 NN_API int nn_model_layer_fused(const nn_model *model, size_t layer);

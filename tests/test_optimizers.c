@@ -249,10 +249,53 @@ Test(optimizers, reference_distinguishes_adam_variants) {
 static void assert_state_is_zero(const nn_model *model) {
   cr_assert_eq(model->optimizer_step, 0, "t = %llu after a reset",
                (unsigned long long)model->optimizer_step);
-  for (size_t k = 0; k < model->parameter_count; k++)
-    cr_assert(model->first_moment[k] == 0.0f && model->second_moment[k] == 0.0f,
-              "moment %zu is (%g, %g) after a reset", k,
-              (double)model->first_moment[k], (double)model->second_moment[k]);
+  /* A moment never needed is not there at all: zero too. */
+  for (size_t k = 0; k < model->parameter_count; k++) {
+    const float v = model->first_moment ? model->first_moment[k] : 0.0f;
+    const float s = model->second_moment ? model->second_moment[k] : 0.0f;
+    cr_assert(v == 0.0f && s == 0.0f, "moment %zu is (%g, %g) after a reset", k,
+              (double)v, (double)s);
+  }
+}
+
+/* Each optimizer makes only the moments it uses, when a step first needs
+ * them, and nn_model_memory_bytes counts what is there. */
+Test(optimizers, moments_are_made_only_for_the_optimizers_that_use_them) {
+  const struct {
+    nn_optimizer kind;
+    bool velocity, squares;
+  } cases[] = {{NN_OPTIMIZER_GD, false, false},
+               {NN_OPTIMIZER_MOMENTUM, true, false},
+               {NN_OPTIMIZER_RMSPROP, false, true},
+               {NN_OPTIMIZER_ADAM, true, true}};
+  const size_t widths[] = {3, 4, 2};
+  const float x[3 * 2] = {0.5f, -1.0f, 2.0f, 1.5f, 0.25f, -0.75f};
+  const float y[2 * 2] = {1.0f, 0.0f, 0.0f, 1.0f};
+  for (size_t c = 0; c < 4; c++) {
+    nn_context *ctx = support_cpu_context();
+    nn_model *model = support_model(ctx, widths, 2, NN_ACTIVATION_TANH,
+                                    NN_LOSS_CATEGORICAL_CROSS_ENTROPY);
+    SUPPORT_OK(ctx, nn_model_init(model, NN_INIT_HE, 1));
+    cr_assert_null(model->first_moment, "no moment before a step");
+    cr_assert_null(model->second_moment);
+    const size_t arena = model->parameter_count * sizeof(float);
+    SUPPORT_OK(ctx, nn_model_forward(model, x, 2, 1, NULL));
+    SUPPORT_OK(ctx, nn_model_backward(model, y, 2, 0.0f));
+    const size_t before = nn_model_memory_bytes(model);
+    cr_assert_geq(before, 2 * arena, "parameters and gradients at least");
+    const nn_optimizer_settings settings = test_settings(cases[c].kind);
+    SUPPORT_OK(ctx, nn_model_update(model, &settings, 0.01f));
+    const char *name = nn_optimizer_name(cases[c].kind);
+    cr_assert_eq(model->first_moment != NULL, cases[c].velocity, "%s", name);
+    cr_assert_eq(model->second_moment != NULL, cases[c].squares, "%s", name);
+    const size_t moments =
+        (cases[c].velocity ? 1 : 0) + (cases[c].squares ? 1 : 0);
+    cr_assert_eq(nn_model_memory_bytes(model), before + moments * arena,
+                 "%s: %zu bytes, %zu before the step", name,
+                 nn_model_memory_bytes(model), before);
+    nn_model_destroy(model);
+    nn_context_destroy(ctx);
+  }
 }
 
 /* Two steps, a reset, and the next step is a first step again: zero v and
