@@ -8,6 +8,10 @@
  * them from being read again once the keywords below mean something else.
  * __shared__ becomes `static`: the blocks of a grid run one after another,
  * so one static array per kernel is exactly one block's shared memory.
+ * They all go in one section (nnemu_shared), which each file registers
+ * with the launcher through the linker's __start_/__stop_ symbols for it
+ * (hidden: this module's own; weak: NULL in a module with none), so that
+ * every block's shared memory can start as NaN, as undefined as a GPU's.
  */
 #ifndef NNEMU_DEVICE_CODE_HPP
 #define NNEMU_DEVICE_CODE_HPP
@@ -31,7 +35,7 @@
 #define __global__
 #define __device__
 #define __host__
-#define __shared__ static
+#define __shared__ static __attribute__((section("nnemu_shared")))
 #define __forceinline__ inline
 #define __launch_bounds__(...)
 
@@ -40,6 +44,15 @@
 #define blockDim (::nnemu::kernel_thread().block_dim)
 #define gridDim (::nnemu::kernel_thread().grid_dim)
 #define __syncthreads() ::nnemu::sync_threads()
+
+extern "C" char __start_nnemu_shared[]
+    __attribute__((weak, visibility("hidden")));
+extern "C" char __stop_nnemu_shared[]
+    __attribute__((weak, visibility("hidden")));
+namespace {
+[[maybe_unused]] const bool nnemu_shared_memory_registered =
+    ::nnemu::register_shared_memory(__start_nnemu_shared, __stop_nnemu_shared);
+} // namespace
 
 template <class T>
 static inline T __shfl_xor_sync(unsigned mask, T value, int lane_mask,

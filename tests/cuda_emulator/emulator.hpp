@@ -10,8 +10,9 @@
  * host generators (rand.cpp). It is test infrastructure, never a GPU result:
  * the device it shows is named "nn CUDA emulator (CPU, not a GPU)".
  *
- * Stricter than a GPU where it can be: memory from cudaMalloc is filled with
- * NaN bytes (uninitialised reads show up in results), every pointer a kernel
+ * Stricter than a GPU where it can be: memory from cudaMalloc and
+ * cudaHostAlloc, and each block's shared memory, is filled with NaN bytes
+ * (uninitialised reads show up in results), every pointer a kernel
  * or cuBLAS gets must lie inside device memory, cuBLAS operands are checked
  * against their allocation's bounds, a capture that does what a graph cannot
  * hold is invalidated, and each stream runs its work on a thread of its own,

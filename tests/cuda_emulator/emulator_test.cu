@@ -8,6 +8,7 @@
  */
 #include <criterion/criterion.h>
 
+#include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
@@ -65,6 +66,22 @@ static __global__ void missing_barrier_kernel(float *out) {
     value = 0.0f; /* thread 0 reads below without a barrier after this */
   if (threadIdx.x == 0)
     out[0] = value;
+}
+
+/* out[block] = what thread 0 finds in shared memory before writing it: on a
+ * GPU, anything (here NaN), never what an earlier block left. */
+static __global__ void stale_shared_kernel(float *out) {
+  __shared__ float carried;
+  if (threadIdx.x == 0) {
+    out[blockIdx.x] = carried;
+    carried = (float)blockIdx.x;
+  }
+}
+
+/* Holds its stream until the host sets *flag (pinned memory). */
+static __global__ void wait_for_flag_kernel(const int *flag) {
+  while (__atomic_load_n(flag, __ATOMIC_ACQUIRE) == 0)
+    std::this_thread::yield();
 }
 
 static __global__ void add_kernel(float *x, float amount, size_t count) {
@@ -270,4 +287,123 @@ Test(emulator, synchronising_inside_a_capture_invalidates_it) {
                cudaErrorStreamCaptureInvalidated);
   cr_assert_null(graph);
   cudaStreamDestroy(stream);
+}
+
+Test(emulator, shared_memory_starts_undefined_in_every_block) {
+  float *out = device_array<float>(2);
+  stale_shared_kernel<<<2, 32>>>(out);
+  std::vector<float> seen = download(out, 2);
+  cr_assert(std::isnan(seen[0]) && std::isnan(seen[1]),
+            "block 0 found %g, block 1 found %g", seen[0], seen[1]);
+}
+
+Test(emulator, pinned_memory_starts_as_nan) {
+  float *pinned = nullptr;
+  cr_assert_eq(cudaHostAlloc((void **)&pinned, 8192, cudaHostAllocDefault),
+               cudaSuccess);
+  for (size_t k = 0; k < 8192 / sizeof(float); k++)
+    cr_assert(std::isnan(pinned[k]), "float %zu", k);
+  cudaFreeHost(pinned);
+}
+
+Test(emulator, a_grid_wider_than_the_limit_is_the_launch_error, .timeout = 30) {
+  float *x = device_array<float>(1);
+  add_kernel<<<dim3(0x80000000u), 32>>>(x, 1.0f, 1);
+  cr_assert_eq(cudaGetLastError(), cudaErrorInvalidConfiguration);
+}
+
+Test(emulator, an_event_recorded_in_a_capture_is_not_a_graph_node) {
+  cudaStream_t stream, other;
+  cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking);
+  cudaStreamCreateWithFlags(&other, cudaStreamNonBlocking);
+  cudaEvent_t event;
+  cudaEventCreateWithFlags(&event, cudaEventDisableTiming);
+  float *x = device_array<float>(1);
+  cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal);
+  add_kernel<<<1, 32, 0, stream>>>(x, 2.0f, 1);
+  cr_assert_eq(cudaEventRecord(event, stream), cudaSuccess);
+  cudaGraph_t graph = nullptr;
+  cr_assert_eq(cudaStreamEndCapture(stream, &graph), cudaSuccess);
+  cudaGraphExec_t exec = nullptr;
+  cudaGraphInstantiate(&exec, graph, 0);
+  cudaGraphLaunch(exec, stream);
+  cudaStreamSynchronize(stream);
+  /* No replay records it: it stands for no work that will run. */
+  cr_assert_eq(cudaEventQuery(event), cudaErrorCapturedEvent);
+  cr_assert_eq(cudaEventSynchronize(event), cudaErrorCapturedEvent);
+  cr_assert_eq(cudaStreamWaitEvent(other, event, 0), cudaErrorNotSupported);
+  /* Recorded again outside a capture, it is an ordinary event. */
+  cudaEventRecord(event, stream);
+  cr_assert_eq(cudaEventSynchronize(event), cudaSuccess);
+  cudaGraphExecDestroy(exec);
+  cudaGraphDestroy(graph);
+  cudaEventDestroy(event);
+  cudaStreamDestroy(other);
+  cudaStreamDestroy(stream);
+}
+
+Test(emulator, a_pageable_copy_inside_a_capture_invalidates_it) {
+  cudaStream_t stream;
+  cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking);
+  float *x = device_array<float>(4);
+  std::vector<float> host(4, 1.0f);
+  cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal);
+  /* Staged at capture, a replay would copy these values forever. */
+  cr_assert_eq(cudaMemcpyAsync(x, host.data(), 4 * sizeof(float),
+                               cudaMemcpyHostToDevice, stream),
+               cudaErrorStreamCaptureUnsupported);
+  cudaGraph_t graph = nullptr;
+  cr_assert_eq(cudaStreamEndCapture(stream, &graph),
+               cudaErrorStreamCaptureInvalidated);
+  cudaStreamDestroy(stream);
+}
+
+Test(emulator, destroying_an_event_waits_for_nothing, .timeout = 30) {
+  cudaStream_t stream;
+  cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking);
+  int *flag = nullptr;
+  cudaHostAlloc((void **)&flag, sizeof *flag, cudaHostAllocDefault);
+  *flag = 0;
+  cudaEvent_t event;
+  cudaEventCreateWithFlags(&event, cudaEventDisableTiming);
+  wait_for_flag_kernel<<<1, 1, 0, stream>>>(flag);
+  cudaEventRecord(event, stream);
+  /* Returns with the record still queued (waiting for it would hang: the
+   * stream is held until the flag is set below). */
+  cr_assert_eq(cudaEventDestroy(event), cudaSuccess);
+  __atomic_store_n(flag, 1, __ATOMIC_RELEASE);
+  cr_assert_eq(cudaStreamSynchronize(stream), cudaSuccess);
+  cudaFreeHost(flag);
+  cudaStreamDestroy(stream);
+}
+
+Test(emulator, a_wait_is_for_the_record_it_saw, .timeout = 30) {
+  cudaStream_t held, quick, waiting;
+  cudaStreamCreateWithFlags(&held, cudaStreamNonBlocking);
+  cudaStreamCreateWithFlags(&quick, cudaStreamNonBlocking);
+  cudaStreamCreateWithFlags(&waiting, cudaStreamNonBlocking);
+  int *flag = nullptr;
+  cudaHostAlloc((void **)&flag, sizeof *flag, cudaHostAllocDefault);
+  *flag = 0;
+  cudaEvent_t event, waited;
+  cudaEventCreateWithFlags(&event, cudaEventDisableTiming);
+  cudaEventCreateWithFlags(&waited, cudaEventDisableTiming);
+  wait_for_flag_kernel<<<1, 1, 0, held>>>(flag);
+  cudaEventRecord(event, held);
+  cudaStreamWaitEvent(waiting, event, 0); /* for the held stream's work */
+  cudaEventRecord(waited, waiting);
+  cudaEventRecord(event, quick); /* a later record, done at once */
+  cudaStreamSynchronize(quick);
+  cr_assert_eq(cudaEventQuery(event), cudaSuccess, "its latest record");
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  cr_assert_eq(cudaEventQuery(waited), cudaErrorNotReady,
+               "the later record let the wait for the earlier one through");
+  __atomic_store_n(flag, 1, __ATOMIC_RELEASE);
+  cr_assert_eq(cudaEventSynchronize(waited), cudaSuccess);
+  cudaEventDestroy(event);
+  cudaEventDestroy(waited);
+  cudaFreeHost(flag);
+  cudaStreamDestroy(held);
+  cudaStreamDestroy(quick);
+  cudaStreamDestroy(waiting);
 }

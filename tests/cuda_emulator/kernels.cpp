@@ -17,7 +17,8 @@
  *
  * Stricter than a GPU: threads of a block that wait at different barriers
  * (a __syncthreads here, a shuffle there) fail the launch, and so does a
- * shuffle whose partner lane has returned or is outside the mask.
+ * shuffle whose partner lane has returned or is outside the mask; every
+ * block's shared memory starts as NaN bytes.
  */
 #include "launch.hpp"
 
@@ -26,7 +27,9 @@
 #include <ucontext.h>
 #endif
 
+#include <algorithm>
 #include <cstdlib>
+#include <cstring>
 #include <map>
 #include <mutex>
 #include <vector>
@@ -182,6 +185,31 @@ std::mutex kinds_mutex;
 std::map<const void *, kernel_kind> kinds;
 /* One grid at a time: __shared__ arrays are statics. */
 std::mutex grid_mutex;
+
+/* Where each module's __shared__ arrays lie (device_code.hpp puts them in
+ * one section per module and registers it), each range once. */
+struct shared_ranges {
+  std::mutex mutex;
+  std::vector<std::pair<char *, char *>> ranges;
+};
+shared_ranges &shared_memory() {
+  /* Never destroyed: modules register from their constructors, and
+   * stream threads may run blocks while statics are torn down. */
+  static shared_ranges *ranges = new shared_ranges;
+  return *ranges;
+}
+
+/* A block's shared memory starts undefined on a GPU (what some earlier
+ * block of any kernel left there, or anything). Here the arrays are
+ * statics that would keep the last block's values, so a thread reading
+ * before any thread wrote would see plausible numbers: fill them with NaN
+ * bytes (0xff) before every block instead. Called with grid_mutex held. */
+void poison_shared_memory() {
+  shared_ranges &shared = shared_memory();
+  std::lock_guard<std::mutex> lock(shared.mutex);
+  for (const auto &range : shared.ranges)
+    memset(range.first, 0xff, (size_t)(range.second - range.first));
+}
 
 kernel_kind kind_of(const void *kernel) {
   std::lock_guard<std::mutex> lock(kinds_mutex);
@@ -397,6 +425,7 @@ void run_grid(const launch_shape &shape, const void *kernel_address,
   bool ok = true;
   for (size_t k = 0; ok && k < blocks.size(); k++) {
     current_thread.block_index = blocks[run_position(k, blocks.size())];
+    poison_shared_memory();
     ok = run_block(body, threads, kernel_address, kernel);
   }
   current_thread = saved;
@@ -421,6 +450,18 @@ unsigned linear_thread_index() {
 
 kernel_thread_state &kernel_thread() {
   return current_thread;
+}
+
+bool register_shared_memory(char *start, char *stop) {
+  if (!start || start == stop)
+    return true; /* a module with no __shared__ arrays */
+  shared_ranges &shared = shared_memory();
+  std::lock_guard<std::mutex> lock(shared.mutex);
+  const std::pair<char *, char *> range(start, stop);
+  if (std::find(shared.ranges.begin(), shared.ranges.end(), range) ==
+      shared.ranges.end())
+    shared.ranges.push_back(range);
+  return true;
 }
 
 void sync_threads() {
@@ -461,8 +502,8 @@ bool check_configuration(const launch_shape &shape, const char *kernel) {
   const dim3 &g = shape.grid, &b = shape.block;
   const unsigned long long threads =
       (unsigned long long)b.x * b.y * (unsigned long long)b.z;
-  const bool ok = g.x >= 1 && g.y >= 1 && g.z >= 1 && g.y <= 65535 &&
-                  g.z <= 65535 && threads >= 1 &&
+  const bool ok = g.x >= 1 && g.y >= 1 && g.z >= 1 && g.x <= 0x7fffffffu &&
+                  g.y <= 65535 && g.z <= 65535 && threads >= 1 &&
                   threads <= max_threads_per_block && b.z <= 64 &&
                   shape.shared_bytes <= 48 * 1024;
   if (!ok) {

@@ -34,6 +34,11 @@ struct kernel_thread_state {
 };
 kernel_thread_state &kernel_thread();
 
+/* Makes [start, stop), a module's __shared__ arrays (device_code.hpp),
+ * known to the launcher, which fills it with NaN bytes before each block.
+ * NULL or empty: nothing. Returns true (for a static initialiser). */
+bool register_shared_memory(char *start, char *stop);
+
 /* __syncthreads(): every thread of the block that has not returned waits
  * here until all have arrived. */
 void sync_threads();

@@ -10,12 +10,14 @@
  *   NNEMU_REVERSE=1        run blocks and threads last first (kernels.cpp)
  *   NNEMU_NO_KERNEL_IMAGE=1  the device is one this build has no code for
  *
- * Stricter than a GPU where that finds bugs: cudaMalloc'd memory starts as
- * NaN bytes (0xff); copies check that each side is the memory their kind
- * says; a capture is invalidated by the calls a CUDA graph cannot hold
- * (synchronising, allocating, the legacy stream, waiting on an event from
- * outside the capture); an error found while work runs is sticky, as a
- * GPU's faults are, and named on stderr.
+ * Stricter than a GPU where that finds bugs: cudaMalloc'd and pinned memory
+ * start as NaN bytes (0xff); copies check that each side is the memory
+ * their kind says; a capture is invalidated by the calls a CUDA graph
+ * cannot hold (synchronising, allocating, the legacy stream, waiting on an
+ * event from outside the capture, a copy with a pageable side); an event
+ * recorded in a capture is no graph node and cannot be waited for, as in
+ * CUDA; destroying an event orders nothing; an error found while work runs
+ * is sticky, as a GPU's faults are, and named on stderr.
  */
 #include "emulator.hpp"
 
@@ -30,6 +32,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -63,11 +66,21 @@ struct CUstream_st {
 struct CUevent_st {
   std::mutex mutex;
   std::condition_variable changed;
-  uint64_t issued = 0;    /* records issued on streams */
-  uint64_t completed = 0; /* records the streams have reached */
+  uint64_t issued = 0; /* records issued on streams */
+  /* Records issued and not yet reached by their stream. A set, not a
+   * count: records on two streams may complete out of order, and a wait
+   * on the earlier one must not be let through by the later. */
+  std::set<uint64_t> pending;
+  uint64_t latest_completed = 0; /* `when` is this record's */
   bool timing = true;
-  bool captured = false; /* last recorded into a capture */
+  /* Last recorded in a capturing stream: CUDA makes no graph node of such
+   * a record, and querying or synchronising the event is an error. */
+  bool captured = false;
   std::chrono::steady_clock::time_point when;
+  /* The event itself, until cudaEventDestroy: queued records and waits
+   * hold copies, so destroying it need not wait for them (CUDA releases an
+   * event still in flight once the device is done with it). */
+  std::shared_ptr<CUevent_st> self;
 };
 
 namespace nnemu {
@@ -358,6 +371,10 @@ const error_text error_texts[] = {
      "thread"},
     {cudaErrorIllegalState, "cudaErrorIllegalState",
      "the operation is not permitted in the current state"},
+    {cudaErrorCapturedEvent, "cudaErrorCapturedEvent",
+     "operation not permitted on an event last recorded in a capturing "
+     "stream"},
+    {cudaErrorNotSupported, "cudaErrorNotSupported", "operation not supported"},
 };
 
 const error_text *text_of(cudaError_t error) {
@@ -512,8 +529,9 @@ static cudaError_t allocate(void **out, size_t bytes, bool pinned,
   void *memory = nullptr;
   if (posix_memalign(&memory, 256, bytes) != 0)
     return result(cudaErrorMemoryAllocation);
-  if (!pinned)
-    memset(memory, 0xff, bytes); /* NaN in every float */
+  /* NaN in every float. Pinned memory too: CUDA promises nothing of its
+   * contents, and a staging buffer read before it is filled should show. */
+  memset(memory, 0xff, bytes);
   allocations[(uintptr_t)memory] = allocation{bytes, pinned};
   if (!pinned)
     device_bytes_in_use += bytes;
@@ -612,6 +630,20 @@ cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t bytes,
     return result(cudaErrorInvalidValue);
   const bool from_pageable = !is_device_range(src, 0) && !is_pinned(src);
   const bool to_pageable = !is_device_range(dst, 0) && !is_pinned(dst);
+  if ((from_pageable || to_pageable) && is_capturing(stream)) {
+    /* A copy from pageable memory is staged when it is issued, and one to
+     * it is waited for: neither is work a graph can replay (staging the
+     * source once, at capture, would replay stale data forever). */
+    CUstream_st *s = resolve(stream);
+    {
+      std::lock_guard<std::mutex> lock(s->mutex);
+      s->capture_invalidated = true;
+    }
+    report("cudaMemcpyAsync(dst %p, src %p) during stream capture: a side is "
+           "pageable host memory; the capture is invalidated",
+           dst, src);
+    return result(cudaErrorStreamCaptureUnsupported);
+  }
   cudaError_t error;
   if (from_pageable) {
     /* Pageable source: read before the call returns, as CUDA stages it. */
@@ -625,7 +657,7 @@ cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t bytes,
         stream, [dst, src, bytes] { memcpy(dst, src, bytes); },
         "cudaMemcpyAsync");
   }
-  if (error == cudaSuccess && to_pageable && !is_capturing(stream))
+  if (error == cudaSuccess && to_pageable)
     drain(resolve(stream)); /* to pageable memory: done when it returns */
   return result(error);
 }
@@ -720,8 +752,10 @@ cudaError_t cudaStreamSynchronize(cudaStream_t handle) {
 /* ------------------------------------------------------------------------ */
 
 cudaError_t cudaEventCreateWithFlags(cudaEvent_t *event, unsigned int flags) {
-  *event = new CUevent_st;
-  (*event)->timing = !(flags & cudaEventDisableTiming);
+  std::shared_ptr<CUevent_st> made = std::make_shared<CUevent_st>();
+  made->timing = !(flags & cudaEventDisableTiming);
+  made->self = made;
+  *event = made.get();
   return result(cudaSuccess);
 }
 
@@ -729,63 +763,98 @@ cudaError_t cudaEventCreate(cudaEvent_t *event) {
   return cudaEventCreateWithFlags(event, cudaEventDefault);
 }
 
+/* Returns at once, as CUDA's does: work still queued that records or waits
+ * on the event holds it until it has run. No drain here, so that host code
+ * that destroys an event gets no ordering from it that a GPU would not
+ * give. */
 cudaError_t cudaEventDestroy(cudaEvent_t event) {
   if (!event)
     return result(cudaErrorInvalidResourceHandle);
-  /* A record still queued would touch it: wait for the device. */
-  drain_all();
-  delete event;
+  std::shared_ptr<CUevent_st> last;
+  {
+    std::lock_guard<std::mutex> lock(event->mutex);
+    last = std::move(event->self);
+  }
+  last.reset(); /* outside the lock: this may delete the event */
   return result(cudaSuccess);
 }
 
 static void complete(CUevent_st *event, uint64_t record) {
   std::lock_guard<std::mutex> lock(event->mutex);
-  if (record > event->completed)
-    event->completed = record;
-  event->when = std::chrono::steady_clock::now();
+  event->pending.erase(record);
+  if (record >= event->latest_completed) {
+    event->latest_completed = record;
+    event->when = std::chrono::steady_clock::now();
+  }
   event->changed.notify_all();
+}
+
+/* An event last recorded in a capturing stream stands for no work that
+ * will run (cudaErrorCapturedEvent). */
+static bool refused_as_captured(CUevent_st *event, const char *call) {
+  bool captured;
+  {
+    std::lock_guard<std::mutex> lock(event->mutex);
+    captured = event->captured;
+  }
+  if (captured)
+    report("%s: the event was last recorded in a capturing stream, so it "
+           "stands for no work that will run (cudaErrorCapturedEvent)",
+           call);
+  return captured;
 }
 
 cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream) {
   if (!event)
     return result(cudaErrorInvalidResourceHandle);
   if (is_capturing(stream)) {
-    /* A node of the graph: each replay completes the event anew. */
+    /* As in CUDA: a record in a capture makes no node of the graph (only
+     * cudaEventRecordWithFlags(..., cudaEventRecordExternal) would), so
+     * replays never complete it; it only marks a point of the capture for
+     * cudaStreamWaitEvent. */
+    CUstream_st *s = resolve(stream);
     {
-      std::lock_guard<std::mutex> lock(event->mutex);
-      event->captured = true;
+      std::lock_guard<std::mutex> lock(s->mutex);
+      if (s->capture_invalidated)
+        return result(cudaErrorStreamCaptureInvalidated);
     }
-    return result(enqueue(
-        stream,
-        [event] {
-          uint64_t record;
-          {
-            std::lock_guard<std::mutex> lock(event->mutex);
-            record = ++event->issued;
-          }
-          complete(event, record);
-        },
-        "cudaEventRecord"));
+    std::lock_guard<std::mutex> lock(event->mutex);
+    event->captured = true;
+    return result(cudaSuccess);
   }
   uint64_t record;
+  std::shared_ptr<CUevent_st> held;
   {
     std::lock_guard<std::mutex> lock(event->mutex);
     record = ++event->issued;
+    event->pending.insert(record);
     event->captured = false;
+    held = event->self;
   }
-  return result(enqueue(
-      stream, [event, record] { complete(event, record); }, "cudaEventRecord"));
+  cudaError_t error = enqueue(
+      stream, [held, record] { complete(held.get(), record); },
+      "cudaEventRecord");
+  if (error != cudaSuccess) {
+    /* Never queued: nothing will complete it. */
+    std::lock_guard<std::mutex> lock(event->mutex);
+    event->pending.erase(record);
+    if (event->issued == record)
+      event->issued--;
+  }
+  return result(error);
 }
 
 static void wait_for_record(CUevent_st *event, uint64_t record) {
   std::unique_lock<std::mutex> lock(event->mutex);
-  event->changed.wait(lock,
-                      [event, record] { return event->completed >= record; });
+  event->changed.wait(
+      lock, [event, record] { return event->pending.count(record) == 0; });
 }
 
 cudaError_t cudaEventSynchronize(cudaEvent_t event) {
   if (!event)
     return result(cudaErrorInvalidResourceHandle);
+  if (refused_as_captured(event, "cudaEventSynchronize"))
+    return result(cudaErrorCapturedEvent);
   if (own_capture() && refused_during_capture("cudaEventSynchronize"))
     return result(cudaErrorStreamCaptureUnsupported);
   uint64_t record;
@@ -804,12 +873,23 @@ cudaError_t cudaStreamWaitEvent(cudaStream_t stream, cudaEvent_t event,
     return result(cudaErrorInvalidResourceHandle);
   uint64_t record;
   bool captured;
+  std::shared_ptr<CUevent_st> held;
   {
     std::lock_guard<std::mutex> lock(event->mutex);
     record = event->issued;
     captured = event->captured;
+    held = event->self;
   }
-  if (is_capturing(stream) && !captured && record > 0) {
+  const bool capturing = is_capturing(stream);
+  if (captured && !capturing) {
+    /* CUDA would make this stream join the capture (a fork of it); the
+     * emulator captures one stream only, and nn never forks. */
+    report("cudaStreamWaitEvent: a stream that is not capturing waits on an "
+           "event recorded in a capture (joining a capture from another "
+           "stream is not emulated)");
+    return result(cudaErrorNotSupported);
+  }
+  if (capturing && !captured && record > 0) {
     /* Waiting inside a capture on work outside it. */
     CUstream_st *s = resolve(stream);
     std::lock_guard<std::mutex> lock(s->mutex);
@@ -818,39 +898,48 @@ cudaError_t cudaStreamWaitEvent(cudaStream_t stream, cudaEvent_t event,
            "recorded outside the capture; the capture is invalidated");
     return result(cudaErrorStreamCaptureIsolation);
   }
-  if (is_capturing(stream))
+  if (capturing)
     return result(cudaSuccess); /* ordered by the graph itself */
   return result(enqueue(
-      stream, [event, record] { wait_for_record(event, record); },
+      stream, [held, record] { wait_for_record(held.get(), record); },
       "cudaStreamWaitEvent"));
 }
 
 cudaError_t cudaEventQuery(cudaEvent_t event) {
   if (!event)
     return result(cudaErrorInvalidResourceHandle);
+  if (refused_as_captured(event, "cudaEventQuery"))
+    return result(cudaErrorCapturedEvent);
   std::lock_guard<std::mutex> lock(event->mutex);
-  return event->completed >= event->issued ? result(cudaSuccess)
-                                           : cudaErrorNotReady;
+  return event->pending.count(event->issued) == 0 ? result(cudaSuccess)
+                                                  : cudaErrorNotReady;
+}
+
+/* When event's latest record completed, or why that cannot be told. */
+static cudaError_t completion_time(CUevent_st *event,
+                                   std::chrono::steady_clock::time_point *at) {
+  if (refused_as_captured(event, "cudaEventElapsedTime"))
+    return cudaErrorCapturedEvent;
+  std::lock_guard<std::mutex> lock(event->mutex);
+  if (!event->timing || event->issued == 0)
+    return cudaErrorInvalidResourceHandle;
+  if (event->pending.count(event->issued))
+    return cudaErrorNotReady;
+  *at = event->when;
+  return cudaSuccess;
 }
 
 cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t start,
                                  cudaEvent_t end) {
-  if (!start || !end || !start->timing || !end->timing)
+  if (!start || !end)
     return result(cudaErrorInvalidResourceHandle);
-  std::lock_guard<std::mutex> lock_start(start->mutex);
-  if (start->issued == 0 || start->completed < start->issued)
-    return result(start->issued == 0 ? cudaErrorInvalidResourceHandle
-                                     : cudaErrorNotReady);
-  std::chrono::steady_clock::time_point from = start->when;
-  if (start != end) {
-    std::lock_guard<std::mutex> lock_end(end->mutex);
-    if (end->issued == 0 || end->completed < end->issued)
-      return result(end->issued == 0 ? cudaErrorInvalidResourceHandle
-                                     : cudaErrorNotReady);
-    *ms = std::chrono::duration<float, std::milli>(end->when - from).count();
-  } else {
-    *ms = 0.0f;
-  }
+  std::chrono::steady_clock::time_point from, to;
+  cudaError_t error = completion_time(start, &from);
+  if (error == cudaSuccess)
+    error = completion_time(end, &to);
+  if (error != cudaSuccess)
+    return result(error);
+  *ms = std::chrono::duration<float, std::milli>(to - from).count();
   return result(cudaSuccess);
 }
 
