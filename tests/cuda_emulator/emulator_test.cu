@@ -407,3 +407,56 @@ Test(emulator, a_wait_is_for_the_record_it_saw, .timeout = 30) {
   cudaStreamDestroy(quick);
   cudaStreamDestroy(waiting);
 }
+
+/* A pinned buffer queued for upload, written by the host before the copy
+ * stream got to it (it waits on 200 kernels of another stream): a race on a
+ * GPU, reported here whatever the timing; the same write after an event
+ * says the copy is done is fine. */
+static void upload_then_write(bool wait_first) {
+  cudaStream_t slow, copy;
+  cudaStreamCreateWithFlags(&slow, cudaStreamNonBlocking);
+  cudaStreamCreateWithFlags(&copy, cudaStreamNonBlocking);
+  cudaEvent_t ready, copied;
+  cudaEventCreateWithFlags(&ready, cudaEventDisableTiming);
+  cudaEventCreateWithFlags(&copied, cudaEventDisableTiming);
+  float *busy = device_array<float>(1), *dst = device_array<float>(4);
+  float *staging = nullptr;
+  cr_assert_eq(
+      cudaHostAlloc((void **)&staging, 4 * sizeof(float), cudaHostAllocDefault),
+      cudaSuccess);
+  for (int k = 0; k < 4; k++)
+    staging[k] = (float)k;
+  cudaMemsetAsync(busy, 0, sizeof(float), slow);
+  for (int k = 0; k < 200; k++)
+    add_kernel<<<1, 32, 0, slow>>>(busy, 1.0f, 1);
+  cudaEventRecord(ready, slow);
+  cudaStreamWaitEvent(copy, ready, 0);
+  cudaMemcpyAsync(dst, staging, 4 * sizeof(float), cudaMemcpyHostToDevice,
+                  copy);
+  cudaEventRecord(copied, copy);
+  if (wait_first)
+    cudaEventSynchronize(copied);
+  staging[0] = 99.0f; /* the next batch */
+  cudaStreamSynchronize(copy);
+  cudaError_t error = cudaGetLastError();
+  cudaFreeHost(staging);
+  cudaEventDestroy(ready);
+  cudaEventDestroy(copied);
+  cudaStreamDestroy(slow);
+  cudaStreamDestroy(copy);
+  if (wait_first) {
+    cr_assert_eq(error, cudaSuccess);
+    cr_assert_eq(download(dst, 4)[0], 0.0f);
+  } else {
+    cr_assert_eq(error, cudaErrorIllegalState, "-> %s",
+                 cudaGetErrorName(error));
+  }
+}
+
+Test(emulator, a_host_write_to_a_queued_upload_is_a_race) {
+  upload_then_write(false);
+}
+
+Test(emulator, a_host_write_after_the_copy_event_is_fine) {
+  upload_then_write(true);
+}

@@ -143,6 +143,8 @@ void vprint(const char *format, va_list arguments) {
 struct allocation {
   size_t bytes;
   bool pinned;
+  /* Pinned memory: device work (copies) that has written into it so far. */
+  uint64_t device_writes = 0;
 };
 
 std::mutex memory_mutex;
@@ -622,6 +624,47 @@ static bool check_copy(void *dst, const void *src, size_t bytes,
   return ok;
 }
 
+/* A queued copy from pinned memory reads it when the stream gets there:
+ * until then (an event says when) the host must not write it. A checksum at
+ * the call and again at the copy finds a host write in between — a race on
+ * a GPU, however the timing falls here — unless device work (a copy into
+ * that memory) wrote it meanwhile. */
+static uint64_t checksum(const void *memory, size_t bytes) {
+  const unsigned char *byte = static_cast<const unsigned char *>(memory);
+  uint64_t hash = 1469598103934665603ull; /* FNV-1a */
+  for (size_t k = 0; k < bytes; k++)
+    hash = (hash ^ byte[k]) * 1099511628211ull;
+  return hash;
+}
+
+static uint64_t device_writes_into(const void *pinned) {
+  std::lock_guard<std::mutex> lock(memory_mutex);
+  const allocation *found = find_allocation(pinned, 0, nullptr);
+  return found ? found->device_writes : 0;
+}
+
+static void note_device_write(const void *pinned) {
+  std::lock_guard<std::mutex> lock(memory_mutex);
+  uintptr_t start = 0;
+  if (find_allocation(pinned, 0, &start))
+    allocations[start].device_writes++;
+}
+
+static operation checked_pinned_copy(void *dst, const void *src, size_t bytes) {
+  const uint64_t sum = checksum(src, bytes);
+  const uint64_t writes = device_writes_into(src);
+  return [dst, src, bytes, sum, writes] {
+    if (device_writes_into(src) == writes && checksum(src, bytes) != sum)
+      fail_execution(cudaErrorIllegalState,
+                     "cudaMemcpyAsync: the pinned source at %p (%zu bytes) "
+                     "changed between the call and the copy: the host wrote "
+                     "it before the stream read it (wait for an event "
+                     "recorded after the copy first)",
+                     src, bytes);
+    memcpy(dst, src, bytes);
+  };
+}
+
 cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t bytes,
                             enum cudaMemcpyKind kind, cudaStream_t stream) {
   if (bytes == 0)
@@ -651,6 +694,17 @@ cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t bytes,
         (const unsigned char *)src, (const unsigned char *)src + bytes);
     error = enqueue(
         stream, [dst, staged] { memcpy(dst, staged->data(), staged->size()); },
+        "cudaMemcpyAsync");
+  } else if (is_pinned(src) && !is_capturing(stream)) {
+    error = enqueue(stream, checked_pinned_copy(dst, src, bytes),
+                    "cudaMemcpyAsync");
+  } else if (is_pinned(dst)) {
+    error = enqueue(
+        stream,
+        [dst, src, bytes] {
+          memcpy(dst, src, bytes);
+          note_device_write(dst);
+        },
         "cudaMemcpyAsync");
   } else {
     error = enqueue(
@@ -844,10 +898,16 @@ cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream) {
   return result(error);
 }
 
+/* Until the stream reaches the record; or, after a fault, at once-ish:
+ * the device runs nothing more then (run_operation), so the record would
+ * never come, and a GPU's waits return the fault instead of hanging. */
 static void wait_for_record(CUevent_st *event, uint64_t record) {
   std::unique_lock<std::mutex> lock(event->mutex);
-  event->changed.wait(
-      lock, [event, record] { return event->pending.count(record) == 0; });
+  while (!event->changed.wait_for(
+      lock, std::chrono::milliseconds(10),
+      [event, record] { return event->pending.count(record) == 0; }))
+    if (sticky() != cudaSuccess)
+      return;
 }
 
 cudaError_t cudaEventSynchronize(cudaEvent_t event) {
