@@ -234,6 +234,14 @@ nn_status nnlib_model_reserve(nn_model *model, size_t examples);
  * it (nor inside a graph capture). */
 nn_status nnlib_model_prepare_optimizer(nn_model *model, nn_optimizer kind);
 
+/* Which moments an optimizer reads and writes. */
+static inline bool nnlib_uses_first_moment(nn_optimizer kind) {
+  return kind == NN_OPTIMIZER_MOMENTUM || kind == NN_OPTIMIZER_ADAM;
+}
+static inline bool nnlib_uses_second_moment(nn_optimizer kind) {
+  return kind == NN_OPTIMIZER_RMSPROP || kind == NN_OPTIMIZER_ADAM;
+}
+
 /* The scheduler's building blocks on m columns already in backend memory:
  * input X (n_x × m) and targets Y (n[L] × m). Backward uses the input of the
  * last forward pass (kept in model->forward_input). */

@@ -546,14 +546,10 @@ static nn_status ensure_moment(nn_model *model, float **moment) {
 }
 
 nn_status nnlib_model_prepare_optimizer(nn_model *model, nn_optimizer kind) {
-  const bool velocity =
-      kind == NN_OPTIMIZER_MOMENTUM || kind == NN_OPTIMIZER_ADAM;
-  const bool squares =
-      kind == NN_OPTIMIZER_RMSPROP || kind == NN_OPTIMIZER_ADAM;
   nn_status status = NN_OK;
-  if (velocity)
+  if (nnlib_uses_first_moment(kind))
     status = ensure_moment(model, &model->first_moment);
-  if (status == NN_OK && squares)
+  if (status == NN_OK && nnlib_uses_second_moment(kind))
     status = ensure_moment(model, &model->second_moment);
   return status;
 }

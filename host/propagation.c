@@ -178,16 +178,8 @@ nn_status nnlib_check_optimizer(nn_context *ctx, const char *call,
 /* Whether the moments the optimizer reads and writes exist (made before
  * the step loop by nnlib_model_prepare_optimizer). */
 static bool has_moments(const nn_model *model, nn_optimizer kind) {
-  switch (kind) {
-  case NN_OPTIMIZER_MOMENTUM:
-    return model->first_moment != NULL;
-  case NN_OPTIMIZER_RMSPROP:
-    return model->second_moment != NULL;
-  case NN_OPTIMIZER_ADAM:
-    return model->first_moment != NULL && model->second_moment != NULL;
-  default:
-    return true;
-  }
+  return (model->first_moment || !nnlib_uses_first_moment(kind)) &&
+         (model->second_moment || !nnlib_uses_second_moment(kind));
 }
 
 nn_status nnlib_stage_update(nn_model *model,

@@ -146,7 +146,7 @@ struct fiber {
 struct block_run {
   context scheduler;
   std::vector<fiber> fibers;
-  std::vector<uint3> indices;
+  dim3 extent; /* blockDim: fiber t is thread index_of(t, extent) */
   const std::function<void()> *body = nullptr;
   unsigned current = 0;
   uint64_t round = 0;
@@ -294,15 +294,16 @@ size_t run_position(size_t k, size_t count) {
   return reversed() ? count - 1 - k : k;
 }
 
-/* Thread (or block) indices in the order a GPU numbers them (x fastest). */
-std::vector<uint3> thread_indices(const dim3 &block) {
-  std::vector<uint3> indices;
-  indices.reserve((size_t)block.x * block.y * block.z);
-  for (unsigned z = 0; z < block.z; z++)
-    for (unsigned y = 0; y < block.y; y++)
-      for (unsigned x = 0; x < block.x; x++)
-        indices.push_back(uint3{x, y, z});
-  return indices;
+/* The index of the linear-th thread (or block) of an extent, in the
+ * order a GPU numbers them (x fastest). */
+uint3 index_of(size_t linear, const dim3 &extent) {
+  const size_t x = linear % extent.x, rest = linear / extent.x;
+  return uint3{(unsigned)x, (unsigned)(rest % extent.y),
+               (unsigned)(rest / extent.y)};
+}
+
+size_t count_of(const dim3 &extent) {
+  return (size_t)extent.x * extent.y * extent.z;
 }
 
 /* Resumes every unfinished fiber once; false when the block must stop
@@ -318,7 +319,7 @@ bool run_round(block_run &block, bool *any_waiting) {
       continue;
     f.waiting = wait_kind::none;
     block.current = t;
-    set_thread_index(block.indices[t]);
+    set_thread_index(index_of(t, block.extent));
     resume_fiber(&block, t);
     if (block.failed)
       return false;
@@ -342,14 +343,13 @@ bool run_round(block_run &block, bool *any_waiting) {
 }
 
 /* Runs one block with a fiber per thread; whether any thread waited. */
-bool run_block_on_fibers(const std::function<void()> &body,
-                         const std::vector<uint3> &threads, const char *kernel,
-                         bool *synchronised) {
+bool run_block_on_fibers(const std::function<void()> &body, const dim3 &threads,
+                         const char *kernel, bool *synchronised) {
   block_run block;
   block.body = &body;
   block.kernel = kernel;
-  block.indices = threads;
-  block.fibers.resize(block.indices.size());
+  block.extent = threads;
+  block.fibers.resize(count_of(threads));
   for (size_t t = 0; t < block.fibers.size(); t++) {
     void *stack = stacks.get(t);
     if (!stack) {
@@ -378,11 +378,11 @@ bool run_block_on_fibers(const std::function<void()> &body,
 }
 
 /* Runs one block as plain calls; false if a thread tried to synchronise. */
-bool run_block_plainly(const std::function<void()> &body,
-                       const std::vector<uint3> &threads) {
+bool run_block_plainly(const std::function<void()> &body, const dim3 &threads) {
   try {
-    for (size_t k = 0; k < threads.size(); k++) {
-      set_thread_index(threads[run_position(k, threads.size())]);
+    const size_t count = count_of(threads);
+    for (size_t k = 0; k < count; k++) {
+      set_thread_index(index_of(run_position(k, count), threads));
       body();
     }
   } catch (const barrier_in_direct_mode &) {
@@ -391,9 +391,8 @@ bool run_block_plainly(const std::function<void()> &body,
   return true;
 }
 
-bool run_block(const std::function<void()> &body,
-               const std::vector<uint3> &threads, const void *kernel_address,
-               const char *kernel) {
+bool run_block(const std::function<void()> &body, const dim3 &threads,
+               const void *kernel_address, const char *kernel) {
   kernel_kind kind = kind_of(kernel_address);
   if (kind == kernel_kind::plain) {
     if (run_block_plainly(body, threads))
@@ -420,13 +419,12 @@ void run_grid(const launch_shape &shape, const void *kernel_address,
   kernel_thread_state saved = current_thread;
   current_thread.block_dim = shape.block;
   current_thread.grid_dim = shape.grid;
-  const std::vector<uint3> threads = thread_indices(shape.block);
-  const std::vector<uint3> blocks = thread_indices(shape.grid);
+  const size_t blocks = count_of(shape.grid);
   bool ok = true;
-  for (size_t k = 0; ok && k < blocks.size(); k++) {
-    current_thread.block_index = blocks[run_position(k, blocks.size())];
+  for (size_t k = 0; ok && k < blocks; k++) {
+    current_thread.block_index = index_of(run_position(k, blocks), shape.grid);
     poison_shared_memory();
-    ok = run_block(body, threads, kernel_address, kernel);
+    ok = run_block(body, shape.block, kernel_address, kernel);
   }
   current_thread = saved;
 }

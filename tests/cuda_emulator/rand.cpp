@@ -20,17 +20,17 @@
 #include <curand.h>
 
 #include <cstring>
+#include <map>
 #include <memory>
 #include <mutex>
-#include <set>
 #include <vector>
 
 namespace {
 
 std::mutex generators_mutex;
-/* Device generators (real host generators underneath) and their streams. */
-std::set<curandGenerator_t> device_generators;
-std::vector<std::pair<curandGenerator_t, cudaStream_t>> streams_of;
+/* Device generators (real host generators underneath), each with its
+ * stream. */
+std::map<curandGenerator_t, cudaStream_t> device_generators;
 
 bool is_device_generator(curandGenerator_t generator) {
   std::lock_guard<std::mutex> lock(generators_mutex);
@@ -39,10 +39,8 @@ bool is_device_generator(curandGenerator_t generator) {
 
 cudaStream_t stream_of(curandGenerator_t generator) {
   std::lock_guard<std::mutex> lock(generators_mutex);
-  for (const auto &entry : streams_of)
-    if (entry.first == generator)
-      return entry.second;
-  return nullptr;
+  auto found = device_generators.find(generator);
+  return found == device_generators.end() ? nullptr : found->second;
 }
 
 /* count floats made by `generate` now, copied to dst (device) on the
@@ -79,8 +77,7 @@ curandStatus_t nnemu_curandCreateGenerator(curandGenerator_t *generator,
   curandStatus_t status = curandCreateGeneratorHost(generator, type);
   if (status == CURAND_STATUS_SUCCESS) {
     std::lock_guard<std::mutex> lock(generators_mutex);
-    device_generators.insert(*generator);
-    streams_of.emplace_back(*generator, nullptr);
+    device_generators[*generator] = nullptr;
   }
   return status;
 }
@@ -89,11 +86,6 @@ curandStatus_t nnemu_curandDestroyGenerator(curandGenerator_t generator) {
   {
     std::lock_guard<std::mutex> lock(generators_mutex);
     device_generators.erase(generator);
-    for (auto entry = streams_of.begin(); entry != streams_of.end(); ++entry)
-      if (entry->first == generator) {
-        streams_of.erase(entry);
-        break;
-      }
   }
   return curandDestroyGenerator(generator);
 }
@@ -103,9 +95,7 @@ curandStatus_t nnemu_curandSetStream(curandGenerator_t generator,
   if (!is_device_generator(generator))
     return curandSetStream(generator, stream);
   std::lock_guard<std::mutex> lock(generators_mutex);
-  for (auto &entry : streams_of)
-    if (entry.first == generator)
-      entry.second = stream;
+  device_generators[generator] = stream;
   return CURAND_STATUS_SUCCESS;
 }
 
