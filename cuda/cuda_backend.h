@@ -225,22 +225,25 @@ nn_status nnlib_cuda_layer_activation_backward(nnlib_backend *backend,
                                                const nnlib_layer *layer,
                                                float *da_dz, size_t m);
 
-/* lt_plans.c: one cuBLASLt product D (rows × cols, column-major, ld ldd,
- * fp32) = alpha · op_a(A) (rows × inner) · op_b(B) (inner × cols), then
- * the epilogue, with beta = 0. A and B are fp32, or bf16 with bf16
- * precision. bias: the bias vector (rows) the BIAS epilogues add, or the
- * bias gradient (rows) the BGRAD epilogues write; aux: the ReLU bit mask
- * (aux_ld bits per column) the RELU_AUX epilogues write and DRELU reads.
- * Unused pointers are NULL. */
+/* lt_plans.c: one cuBLASLt product D (rows × cols, column-major, ld ldd)
+ * = alpha · op_a(A) (rows × inner) · op_b(B) (inner × cols), then the
+ * epilogue, with beta = 0. A and B are fp32, or bf16 with bf16 precision.
+ * D is fp32, or with bf16_output (bf16 precision only) bf16, and so are
+ * the bias vector (rows) the BIAS epilogues add and the bias gradient
+ * (rows) the BGRAD epilogues write: cuBLASLt gives them D's type. aux:
+ * the ReLU bit mask (aux_ld bits per column) the RELU_AUX epilogues write
+ * and DRELU reads, or the GELU input (aux_ld elements per column, of D's
+ * type). Unused pointers are NULL. */
 typedef struct nnlib_lt_product {
   cublasLtEpilogue_t epilogue;
   nn_precision precision;
+  bool bf16_output;
   cublasOperation_t op_a, op_b;
   int rows, cols, inner;
   int lda, ldb, ldd;
   const void *a, *b;
-  float *d;
-  float *bias;
+  void *d;
+  void *bias;
   void *aux;
   int64_t aux_ld;
   float alpha;
@@ -269,6 +272,10 @@ nn_status nnlib_cuda_lt_run(nnlib_cuda_backend *cuda, nn_context *ctx,
  * even, on the compute stream. */
 nn_status nnlib_cuda_to_bf16(nnlib_cuda_backend *cuda, nn_context *ctx,
                              const float *src, void *dst, size_t count);
+/* dst (count floats) = alpha · src (count bf16), on the compute stream. */
+nn_status nnlib_cuda_scale_from_bf16(nnlib_cuda_backend *cuda, nn_context *ctx,
+                                     float *dst, const void *src, float alpha,
+                                     size_t count);
 
 /* activations.cu */
 /* Z += b (broadcast over the m columns), A = g(Z); softmax per column. */

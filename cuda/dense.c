@@ -24,6 +24,15 @@
  * algorithms for both products (so a backward never finds an aux it cannot
  * use) and records it in layer->epilogue; backward follows that record,
  * not the setting.
+ *
+ * In bf16 a fused layer's products hand over in bf16 where cuBLASLt has
+ * algorithms for it (layer->epilogue->bf16_output): the forward product
+ * writes A as bf16 straight into the copy the layer above reads (with b
+ * converted to bf16, the type cuBLASLt gives a bf16 D's bias), and the
+ * backward product of the layer above writes this layer's dZ as bf16
+ * straight into its copy, with db as bf16 (scaled into fp32 by 1/m after).
+ * That skips writing A and dZ in fp32 and converting them back: 8 bytes
+ * an element of each. Otherwise the fused products write fp32 as before.
  */
 #include "cuda_backend.h"
 
@@ -74,6 +83,32 @@ static nn_status operand(nnlib_cuda_backend *cuda, nn_context *ctx,
   return nnlib_cuda_to_bf16(cuda, ctx, matrix, copy, count);
 }
 
+/* A_prev's operand in the forward pass: with bf16 the copy the fused
+ * product below wrote, when it handed over in bf16, else converted now. */
+static nn_status input_operand(nnlib_cuda_backend *cuda, nn_context *ctx,
+                               const nnlib_layer *layer, const float *a_prev,
+                               size_t m, const void **out) {
+  if (layer->below && layer->below->epilogue->bf16_output) {
+    *out = layer->bf16_inputs;
+    return NN_OK;
+  }
+  return operand(cuda, ctx, layer, a_prev, layer->inputs * m,
+                 layer->bf16_inputs, out);
+}
+
+/* dZ's operand in the backward pass: with bf16 the copy the fused product
+ * above wrote, when the layer hands over in bf16, else converted now. */
+static nn_status gradient_operand(nnlib_cuda_backend *cuda, nn_context *ctx,
+                                  const nnlib_layer *layer, const float *dz,
+                                  size_t m, const void **out) {
+  if (layer->epilogue->bf16_output) {
+    *out = layer->bf16_gradients;
+    return NN_OK;
+  }
+  return operand(cuda, ctx, layer, dz, layer->units * m, layer->bf16_gradients,
+                 out);
+}
+
 /* Where a product's operand is, without converting anything: the fp32
  * matrix itself, or with bf16 its copy — for W and A_prev in a backward
  * pass, the one the forward pass made (W and A are unchanged since;
@@ -94,13 +129,10 @@ static bool aligned_16(const void *pointer) {
 /* What the layer's forward product may fuse: the ReLU epilogue when its
  * bit mask fits in the Z block, the GELU one when Z's leading dimension
  * (n) is one cuBLASLt takes for the GELU input (a multiple of 8); and a
- * layer above must take its dZ. b and db sit at any float offset in their
- * arenas; cuBLASLt's epilogues have been seen to fail on bias vectors less
- * than 16-byte aligned, so those layers stay plain. */
+ * layer above must take its dZ. */
 static nnlib_fused fusable(const nnlib_layer *layer) {
   if (layer->fusion != NN_FUSION_AUTO || layer->dropout != 0.0f ||
-      layer->above == NULL || !aligned_16(layer->bias) ||
-      !aligned_16(layer->bias_grad))
+      layer->above == NULL)
     return NNLIB_FUSED_NONE;
   if (layer->activation == NN_ACTIVATION_RELU &&
       layer->units >= NNLIB_RELU_MASK_MIN_UNITS)
@@ -108,6 +140,17 @@ static nnlib_fused fusable(const nnlib_layer *layer) {
   if (layer->activation == NN_ACTIVATION_GELU_TANH && layer->units % 8 == 0)
     return NNLIB_FUSED_GELU_TANH;
   return NNLIB_FUSED_NONE;
+}
+
+/* Whether the products may hand over in bf16, or in fp32. b and db sit
+ * at any float offset in their arenas; cuBLASLt's epilogues have been
+ * seen to fail on bias vectors less than 16-byte aligned, so fp32
+ * hand-overs need them aligned. The bf16 copies have regions of their own
+ * (256-byte aligned, host/model.c). */
+static bool may_hand_over(const nnlib_layer *layer, bool bf16_output) {
+  if (bf16_output)
+    return layer->precision == NN_PRECISION_BF16;
+  return aligned_16(layer->bias) && aligned_16(layer->bias_grad);
 }
 
 /* The aux of a fused layer: the ReLU mask's bits per column, or Z's
@@ -125,13 +168,15 @@ static const char *fused_name(nnlib_fused fused) {
  * as column-major (n_prev × n), B = A_prev (n_prev × m). w and x are the
  * products' operands (bf16 copies with bf16). */
 static nnlib_lt_product fused_forward_product(const nnlib_layer *layer,
-                                              nnlib_fused fused, const void *w,
+                                              nnlib_fused fused,
+                                              bool bf16_output, const void *w,
                                               const void *x, size_t m) {
   const int n = (int)layer->units, n_prev = (int)layer->inputs;
   nnlib_lt_product product = {
       .epilogue = fused == NNLIB_FUSED_RELU ? CUBLASLT_EPILOGUE_RELU_AUX_BIAS
                                             : CUBLASLT_EPILOGUE_GELU_AUX_BIAS,
       .precision = layer->precision,
+      .bf16_output = bf16_output,
       .op_a = CUBLAS_OP_T,
       .op_b = CUBLAS_OP_N,
       .rows = n,
@@ -142,8 +187,9 @@ static nnlib_lt_product fused_forward_product(const nnlib_layer *layer,
       .ldd = n,
       .a = w,
       .b = x,
-      .d = layer->activation_out,
-      .bias = layer->bias,
+      .d = bf16_output ? layer->above->bf16_inputs
+                       : (void *)layer->activation_out,
+      .bias = bf16_output ? layer->bf16_bias : (void *)layer->bias,
       .aux = layer->pre_activation,
       .aux_ld = aux_ld(fused, layer->units),
       .alpha = 1.0f,
@@ -153,18 +199,22 @@ static nnlib_lt_product fused_forward_product(const nnlib_layer *layer,
 
 /* dZ[below] (n_prev × m) = (Wᵀ dZ) through below's g' (its ReLU mask, or
  * GELU' of its Z), with db[below] = Σ over columns of it (not yet divided
- * by m): op(A) = W read as column-major (n_prev × n), B = dZ (n × m). */
-static nnlib_lt_product fused_backward_product(const nnlib_layer *layer,
-                                               nnlib_fused below_fused,
-                                               const void *w, const void *dz,
-                                               float *da_prev, size_t m) {
+ * by m): op(A) = W read as column-major (n_prev × n), B = dZ (n × m). In
+ * fp32 into da_prev and below's db; handed over in bf16, into below's
+ * bf16 dZ and db copies. */
+static nnlib_lt_product
+fused_backward_product(const nnlib_layer *layer,
+                       const nnlib_layer_epilogue *below_record, const void *w,
+                       const void *dz, float *da_prev, size_t m) {
   const nnlib_layer *below = layer->below;
   const int n = (int)layer->units, n_prev = (int)layer->inputs;
+  const bool bf16_output = below_record->bf16_output;
   nnlib_lt_product product = {
-      .epilogue = below_fused == NNLIB_FUSED_RELU
+      .epilogue = below_record->fused == NNLIB_FUSED_RELU
                       ? CUBLASLT_EPILOGUE_DRELU_BGRAD
                       : CUBLASLT_EPILOGUE_DGELU_BGRAD,
       .precision = layer->precision,
+      .bf16_output = bf16_output,
       .op_a = CUBLAS_OP_N,
       .op_b = CUBLAS_OP_N,
       .rows = n_prev,
@@ -175,33 +225,35 @@ static nnlib_lt_product fused_backward_product(const nnlib_layer *layer,
       .ldd = n_prev,
       .a = w,
       .b = dz,
-      .d = da_prev,
-      .bias = below->bias_grad,
+      .d = bf16_output ? below->bf16_gradients : (void *)da_prev,
+      .bias = bf16_output ? below->bf16_bias_grad : (void *)below->bias_grad,
       .aux = below->pre_activation,
-      .aux_ld = aux_ld(below_fused, below->units),
+      .aux_ld = aux_ld(below_record->fused, below->units),
       .alpha = 1.0f,
   };
   return product;
 }
 
 /* The plan of the forward product, when cuBLASLt also has one for the
- * backward product of the layer above at this m; NULL otherwise. The
- * backward product's W operand is known now (W, or its bf16 copy); its dZ
- * and dA_prev are backward scratch blocks of the activation arena
- * (256-byte aligned, host/model.c), which the stand-in address below has
- * the alignment of; it is only used for planning. The backward product is
- * planned first, so that the plan handed back is the last one looked up
- * (a full cache may evict any earlier one). */
+ * backward product of the layer above at this m, handing over the same
+ * way; NULL otherwise. The backward product's W operand is known now (W,
+ * or its bf16 copy), and so is its dZ operand's address; an fp32 dA_prev
+ * is a backward scratch block of the activation arena (256-byte aligned,
+ * host/model.c), which the stand-in address below has the alignment of;
+ * it is only used for planning. The backward product is planned first, so
+ * that the plan handed back is the last one looked up (a full cache may
+ * evict any earlier one). */
 static nn_status fusion_plan(nnlib_cuda_backend *cuda, nn_context *ctx,
                              const nnlib_lt_product *forward,
-                             const nnlib_layer *layer, nnlib_fused fused,
-                             size_t m, nnlib_lt_plan **out) {
+                             const nnlib_layer *layer,
+                             const nnlib_layer_epilogue *record, size_t m,
+                             nnlib_lt_plan **out) {
   *out = NULL;
   const nnlib_layer *above = layer->above;
-  void *scratch = (void *)(uintptr_t)256;
+  float *scratch = (float *)(uintptr_t)256;
   const nnlib_lt_product backward = fused_backward_product(
-      above, fused, converted(above, above->weights, above->bf16_weights),
-      converted(above, scratch, above->bf16_gradients), (float *)scratch, m);
+      above, record, converted(above, above->weights, above->bf16_weights),
+      converted(above, scratch, above->bf16_gradients), scratch, m);
   nnlib_lt_plan *backward_plan = NULL;
   nn_status status = nnlib_cuda_lt_plan(cuda, ctx, &backward, &backward_plan);
   if (status != NN_OK || !backward_plan)
@@ -209,24 +261,24 @@ static nn_status fusion_plan(nnlib_cuda_backend *cuda, nn_context *ctx,
   return nnlib_cuda_lt_plan(cuda, ctx, forward, out);
 }
 
-/* The layer's epilogue when one applies (*fused says which), else
- * nothing. The heuristic's word is no guarantee that an algorithm runs
- * (cuBLASLt says so): one that refuses is not tried again, and the layer
- * takes its plain path — the call wrote nothing, as a refused call does not
- * launch. */
-static nn_status try_fused_forward(nnlib_cuda_backend *cuda, nn_context *ctx,
-                                   const nnlib_layer *layer, const void *w,
-                                   const void *x, size_t m,
-                                   nnlib_fused *fused) {
-  *fused = NNLIB_FUSED_NONE;
-  const nnlib_fused candidate = fusable(layer);
-  if (candidate == NNLIB_FUSED_NONE)
-    return NN_OK;
+/* The fused forward product handing over as `record` says, when cuBLASLt
+ * has algorithms for it (*ran says whether it did). The heuristic's word
+ * is no guarantee that an algorithm runs (cuBLASLt says so): one that
+ * refuses is not tried again, and the layer takes another way — the call
+ * wrote nothing, as a refused call does not launch. */
+static nn_status run_fused_forward(nnlib_cuda_backend *cuda, nn_context *ctx,
+                                   const nnlib_layer *layer,
+                                   const nnlib_layer_epilogue *record,
+                                   const void *w, const void *x, size_t m,
+                                   bool *ran) {
+  *ran = false;
   const nnlib_lt_product product =
-      fused_forward_product(layer, candidate, w, x, m);
+      fused_forward_product(layer, record->fused, record->bf16_output, w, x, m);
   nnlib_lt_plan *plan = NULL;
-  nn_status status =
-      fusion_plan(cuda, ctx, &product, layer, candidate, m, &plan);
+  nn_status status = fusion_plan(cuda, ctx, &product, layer, record, m, &plan);
+  if (status == NN_OK && plan && record->bf16_output)
+    status = nnlib_cuda_to_bf16(cuda, ctx, layer->bias, layer->bf16_bias,
+                                layer->units);
   if (status != NN_OK || !plan)
     return status;
   char before[sizeof ctx->last_error];
@@ -234,27 +286,53 @@ static nn_status try_fused_forward(nnlib_cuda_backend *cuda, nn_context *ctx,
   if (nnlib_cuda_lt_run(cuda, ctx, plan, &product) != NN_OK) {
     nnlib_cuda_lt_refuse(plan);
     snprintf(ctx->notice, sizeof ctx->notice,
-             "a fused %s product failed, layers of its shape run plain: "
-             "%.150s",
-             fused_name(candidate), ctx->last_error);
+             "a fused %s product (%s out) failed, layers of its shape run "
+             "another way: %.140s",
+             fused_name(record->fused), record->bf16_output ? "bf16" : "fp32",
+             ctx->last_error);
     memcpy(ctx->last_error, before, sizeof before);
     return NN_OK;
   }
-  *fused = candidate;
+  *ran = true;
+  return NN_OK;
+}
+
+/* The layer's epilogue when one applies, handing over in bf16 if it can
+ * (bf16 precision), else in fp32; *record says what ran (nothing: the
+ * plain path follows). */
+static nn_status try_fused_forward(nnlib_cuda_backend *cuda, nn_context *ctx,
+                                   const nnlib_layer *layer, const void *w,
+                                   const void *x, size_t m,
+                                   nnlib_layer_epilogue *record) {
+  const nnlib_fused candidate = fusable(layer);
+  for (int way = 0; candidate != NNLIB_FUSED_NONE && way < 2; way++) {
+    const nnlib_layer_epilogue attempt = {candidate, way == 0};
+    if (!may_hand_over(layer, attempt.bf16_output))
+      continue;
+    bool ran = false;
+    nn_status status =
+        run_fused_forward(cuda, ctx, layer, &attempt, w, x, m, &ran);
+    if (status != NN_OK || ran) {
+      if (ran)
+        *record = attempt;
+      return status;
+    }
+  }
   return NN_OK;
 }
 
 /* dZ[below] and db[below] from the DRELU_BGRAD or DGELU_BGRAD product,
- * then db /= m. The forward pass made sure of the plan; one missing now
- * means the scratch was not as aligned as planned, which is a bug worth
- * reporting. */
+ * then db /= m (from its bf16 copy when handed over in bf16). The forward
+ * pass made sure of the plan; one missing now means the scratch was not
+ * as aligned as planned, which is a bug worth reporting. */
 static nn_status fused_backward(nnlib_cuda_backend *cuda, nn_context *ctx,
                                 const nnlib_layer *layer, const void *dz,
                                 size_t m, float inverse_m, float *da_prev) {
   const void *w = converted(layer, layer->weights, layer->bf16_weights);
-  const nnlib_fused below_fused = layer->below->epilogue->fused;
+  const nnlib_layer *below = layer->below;
+  const nnlib_layer_epilogue *below_record = below->epilogue;
   const nnlib_lt_product product =
-      fused_backward_product(layer, below_fused, w, dz, da_prev, m);
+      fused_backward_product(layer, below_record, w, dz, da_prev, m);
   nnlib_lt_plan *plan = NULL;
   nn_status status = nnlib_cuda_lt_plan(cuda, ctx, &product, &plan);
   if (status == NN_OK && !plan)
@@ -263,15 +341,18 @@ static nn_status fused_backward(nnlib_cuda_backend *cuda, nn_context *ctx,
                            "after the forward pass found one (operands not "
                            "as aligned as planned); nn_model_set_fusion(OFF) "
                            "avoids the fused products",
-                           fused_name(below_fused), product.rows, product.cols,
-                           product.inner);
+                           fused_name(below_record->fused), product.rows,
+                           product.cols, product.inner);
   if (status == NN_OK)
     status = nnlib_cuda_lt_run(cuda, ctx, plan, &product);
-  if (status == NN_OK)
-    status = nnlib_cuda_scale(&cuda->base, ctx, layer->below->bias_grad,
-                              layer->below->bias_grad, inverse_m,
-                              layer->below->units);
-  return status;
+  if (status != NN_OK)
+    return status;
+  if (below_record->bf16_output)
+    return nnlib_cuda_scale_from_bf16(cuda, ctx, below->bias_grad,
+                                      below->bf16_bias_grad, inverse_m,
+                                      below->units);
+  return nnlib_cuda_scale(&cuda->base, ctx, below->bias_grad, below->bias_grad,
+                          inverse_m, below->units);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -290,13 +371,14 @@ nn_status nnlib_cuda_dense_forward(nnlib_backend *backend, nn_context *ctx,
   status = operand(cuda, ctx, layer, layer->weights,
                    layer->units * layer->inputs, layer->bf16_weights, &w);
   if (status == NN_OK)
-    status = operand(cuda, ctx, layer, a_prev, layer->inputs * m,
-                     layer->bf16_inputs, &x);
-  nnlib_fused fused = NNLIB_FUSED_NONE;
+    status = input_operand(cuda, ctx, layer, a_prev, m, &x);
+  nnlib_layer_epilogue record = {NNLIB_FUSED_NONE, false};
   if (status == NN_OK)
-    status = try_fused_forward(cuda, ctx, layer, w, x, m, &fused);
-  layer->epilogue->fused = status == NN_OK ? fused : NNLIB_FUSED_NONE;
-  if (status != NN_OK || fused != NNLIB_FUSED_NONE)
+    status = try_fused_forward(cuda, ctx, layer, w, x, m, &record);
+  if (status != NN_OK)
+    record = (nnlib_layer_epilogue){NNLIB_FUSED_NONE, false};
+  *layer->epilogue = record;
+  if (status != NN_OK || record.fused != NNLIB_FUSED_NONE)
     return status;
   /* Z (n × m) = W (n × n_prev) · A_prev (n_prev × m); W read as (Wᵀ)ᵀ. The
    * bias is added afterwards, as on the CPU, not folded in with beta = 1. */
@@ -356,8 +438,7 @@ nn_status nnlib_cuda_dense_backward(nnlib_backend *backend, nn_context *ctx,
     return status;
   const void *x = converted(layer, a_prev, layer->bf16_inputs);
   const void *g = NULL;
-  status = operand(cuda, ctx, layer, dz, layer->units * m,
-                   layer->bf16_gradients, &g);
+  status = gradient_operand(cuda, ctx, layer, dz, m, &g);
   if (status == NN_OK)
     status = weight_gradient(cuda, ctx, layer, x, g, m, inverse_m, l2_lambda);
   /* A layer that ran an epilogue got its db with its dZ, from the

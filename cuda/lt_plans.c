@@ -31,6 +31,7 @@
 typedef struct lt_key {
   int32_t epilogue; /* cublasLtEpilogue_t */
   int32_t precision;
+  int32_t bf16_output;
   int32_t op_a, op_b;
   int32_t rows, cols, inner, lda, ldb, ldd;
   int64_t aux_ld;
@@ -66,6 +67,7 @@ static lt_key key_of(const nnlib_lt_product *product) {
   memset(&key, 0, sizeof key);
   key.epilogue = (int32_t)product->epilogue;
   key.precision = (int32_t)product->precision;
+  key.bf16_output = product->bf16_output;
   key.op_a = (int32_t)product->op_a;
   key.op_b = (int32_t)product->op_b;
   key.rows = product->rows;
@@ -100,10 +102,16 @@ static void release_plan(nnlib_lt_plan *plan) {
 /* ------------------------------------------------------------------------ */
 
 /* fp32: fp32 data, fp32 arithmetic (no tensor cores); tf32: fp32 data on
- * tensor cores with TF32 inputs; bf16: bf16 A and B, fp32 C/D and
- * accumulation. Bias, bias gradient and the scale are fp32 in each. */
+ * tensor cores with TF32 inputs; bf16: bf16 A and B, fp32 accumulation,
+ * and fp32 C/D unless the product hands bf16 over. Bias and bias gradient
+ * take D's type (cuBLASLt's default), the GELU aux too; the scale is fp32
+ * in each. */
 static cudaDataType_t input_type(nn_precision precision) {
   return precision == NN_PRECISION_BF16 ? CUDA_R_16BF : CUDA_R_32F;
+}
+
+static cudaDataType_t output_type(const nnlib_lt_product *product) {
+  return product->bf16_output ? CUDA_R_16BF : CUDA_R_32F;
 }
 
 static cublasComputeType_t compute_type(nn_precision precision) {
@@ -172,7 +180,7 @@ static nn_status describe_layouts(nn_context *ctx,
                  product->ldb));
   if (status == NN_OK)
     status = NNLIB_CUBLAS_CHECK(
-        ctx, cublasLtMatrixLayoutCreate(&plan->layout_d, CUDA_R_32F,
+        ctx, cublasLtMatrixLayoutCreate(&plan->layout_d, output_type(product),
                                         (uint64_t)product->rows,
                                         (uint64_t)product->cols, product->ldd));
   return status;

@@ -1,7 +1,9 @@
 /*
  * precision.cu — fp32 to bf16 for the bf16 products (nn_precision): W, A
  * and dZ are rounded to the nearest bf16 (ties to even) just before the
- * product that reads them; everything else stays fp32.
+ * product that reads them, unless a fused product wrote them in bf16
+ * itself (cuda/dense.c); and back, for the bias gradient such a product
+ * sums in bf16. Everything else stays fp32.
  */
 #include "kernel_common.cuh"
 
@@ -23,4 +25,26 @@ extern "C" nn_status nnlib_cuda_to_bf16(nnlib_cuda_backend *cuda,
   to_bf16_kernel<<<nnlib_cuda_blocks(count), NNLIB_CUDA_THREADS, 0,
                    cuda->compute>>>(src, (__nv_bfloat16 *)dst, count);
   return NNLIB_CUDA_CHECK_LAUNCH(ctx, to_bf16_kernel);
+}
+
+/* dst (count, fp32) = alpha · src (count, bf16): the bias gradient a fused
+ * bf16 product summed, divided by m into the gradient arena. */
+static __global__ void scale_from_bf16_kernel(float *dst,
+                                              const __nv_bfloat16 *src,
+                                              float alpha, size_t count) {
+  NNLIB_GRID_STRIDE_LOOP(k, count) {
+    dst[k] = alpha * __bfloat162float(src[k]);
+  }
+}
+
+extern "C" nn_status nnlib_cuda_scale_from_bf16(nnlib_cuda_backend *cuda,
+                                                nn_context *ctx, float *dst,
+                                                const void *src, float alpha,
+                                                size_t count) {
+  if (count == 0)
+    return NN_OK;
+  scale_from_bf16_kernel<<<nnlib_cuda_blocks(count), NNLIB_CUDA_THREADS, 0,
+                           cuda->compute>>>(dst, (const __nv_bfloat16 *)src,
+                                            alpha, count);
+  return NNLIB_CUDA_CHECK_LAUNCH(ctx, scale_from_bf16_kernel);
 }

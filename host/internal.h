@@ -110,6 +110,13 @@ typedef enum nnlib_fused {
  * backend (host memory, one per layer, owned by the model). */
 typedef struct nnlib_layer_epilogue {
   nnlib_fused fused;
+  /* bf16 only: the fused products hand over in bf16 and skip fp32. The
+   * forward product wrote A (with a bf16 bias) only into the layer
+   * above's bf16_inputs, and the GELU input (aux) as bf16; the backward
+   * product of the layer above writes this layer's dZ only into its
+   * bf16_gradients and db, as bf16, into bf16_bias_grad. The fp32 A and
+   * dZ of the layer are then never written: nothing reads them. */
+  bool bf16_output;
 } nnlib_layer_epilogue;
 
 /* Bits per column of a ReLU bit mask (cuBLASLt wants a multiple of 128). */
@@ -135,14 +142,19 @@ typedef struct nnlib_layer {
   float *dropout_mask;   /* (n[l] × capacity) of 0 or 1/keep; NULL if none */
   /* The model's precision, and with bf16 this layer's views into the
    * model's conversion scratch (nn_model.bf16_scratch; NULL otherwise):
-   * its own W and A_prev copies, made by its forward pass and read again by
-   * the backward pass that follows (W and A do not change in between; a
-   * new forward pass is needed after new parameters, precision or
-   * capacity), and the dZ copy all layers share in stream order. */
+   * its own W, b and A_prev copies, made by its forward pass (or A_prev by
+   * the fused product below) and read again by the backward pass that
+   * follows (W and A do not change in between; a new forward pass is
+   * needed after new parameters, precision or capacity); its dZ copy, one
+   * of two that alternate from layer to layer (a fused backward product
+   * reads the dZ of its layer and writes the one below); and the db copy
+   * all layers share in stream order. */
   nn_precision precision;
   void *bf16_weights;   /* n[l]·n[l-1] bf16: W[l] */
+  void *bf16_bias;      /* n[l] bf16: b[l] (fused bf16 products only) */
   void *bf16_inputs;    /* n[l-1] × capacity bf16: A_prev */
-  void *bf16_gradients; /* max n[l] × capacity bf16: dZ, shared */
+  void *bf16_gradients; /* max n[l] × capacity bf16: dZ, every other layer */
+  void *bf16_bias_grad; /* max n[l] bf16: db from a fused product, shared */
   /* The model's fusion setting (nn_model_set_fusion); the neighbouring
    * layers, which a fused backward product reaches into (NULL at the
    * ends); and what the last forward pass left (never NULL). */

@@ -301,20 +301,26 @@ static size_t take_bf16(size_t *cursor, size_t rows, size_t columns, bool *ok) {
 }
 
 /* The scratch's layout for `capacity` columns, in bf16 elements from base
- * (NULL: only counts): each layer's W, then each layer's A_prev (n[l-1] ×
- * capacity) — both converted by the layer's forward pass and read again by
- * its backward pass in the same step, W and A being unchanged in between —
- * then one dZ matrix (widest n[l] × capacity), which each layer's backward
- * pass converts into in turn. The total in *elements; false on overflow. */
+ * (NULL: only counts): each layer's W and b, then each layer's A_prev
+ * (n[l-1] × capacity) — converted by the layer's forward pass (or A_prev
+ * written by the fused product below) and read again by its backward pass
+ * in the same step, W and A being unchanged in between — then two dZ
+ * matrices (widest n[l] × capacity), layer l taking the (l mod 2)-th, so
+ * that a fused backward product reads its layer's and writes the layer
+ * below's; then one db vector (widest n[l]). Each in its own 256-byte
+ * region. The total in *elements; false on overflow. */
 static bool layout_bf16(nn_model *model, size_t capacity, uint16_t *base,
                         size_t *elements) {
   size_t cursor = 0, widest = 0;
   bool ok = true;
   for (size_t l = 0; l < model->layer_count; l++) {
     nnlib_layer *layer = &model->layers[l];
-    size_t at = take_bf16(&cursor, layer->units, layer->inputs, &ok);
-    if (base)
-      layer->bf16_weights = base + at;
+    size_t weights_at = take_bf16(&cursor, layer->units, layer->inputs, &ok);
+    size_t bias_at = take_bf16(&cursor, layer->units, 1, &ok);
+    if (base) {
+      layer->bf16_weights = base + weights_at;
+      layer->bf16_bias = base + bias_at;
+    }
     widest = layer->units > widest ? layer->units : widest;
   }
   for (size_t l = 0; l < model->layer_count; l++) {
@@ -323,9 +329,14 @@ static bool layout_bf16(nn_model *model, size_t capacity, uint16_t *base,
     if (base)
       layer->bf16_inputs = base + at;
   }
-  size_t at = take_bf16(&cursor, widest, capacity, &ok);
-  for (size_t l = 0; base && l < model->layer_count; l++)
-    model->layers[l].bf16_gradients = base + at;
+  size_t gradients_at[2];
+  for (size_t k = 0; k < 2; k++)
+    gradients_at[k] = take_bf16(&cursor, widest, capacity, &ok);
+  size_t bias_grad_at = take_bf16(&cursor, widest, 1, &ok);
+  for (size_t l = 0; base && l < model->layer_count; l++) {
+    model->layers[l].bf16_gradients = base + gradients_at[l % 2];
+    model->layers[l].bf16_bias_grad = base + bias_grad_at;
+  }
   *elements = cursor;
   return ok;
 }

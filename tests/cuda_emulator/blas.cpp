@@ -6,7 +6,9 @@
  * and cublasGemmEx (fp32 or bf16 A and B, fp32 C, fp32 or TF32 compute),
  * and cuBLASLt matmuls D = alpha op(A) op(B) + beta C with the DEFAULT,
  * BIAS, RELU_BIAS, RELU_AUX_BIAS, DRELU_BGRAD, GELU_AUX_BIAS (tanh
- * approximation) and DGELU_BGRAD epilogues, with the
+ * approximation) and DGELU_BGRAD epilogues (C and D fp32, or bf16 with
+ * bf16 A and B; the bias, bias gradient and GELU input of D's type, as
+ * cuBLASLt defaults them; bf16 results rounded to nearest even), with the
  * descriptors, preferences and heuristic around them. Products run as
  * stream work (nnemu::enqueue) on values captured at the call, as the real
  * libraries' kernels do; the arithmetic is cblas_sgemm on fp32 copies (bf16
@@ -44,6 +46,7 @@
 #include <cstdarg>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <map>
 #include <mutex>
@@ -293,6 +296,16 @@ float element_as_float(const void *pointer, cudaDataType_t type, size_t index) {
   if (type == CUDA_R_16BF)
     return __bfloat162float(static_cast<const __nv_bfloat16 *>(pointer)[index]);
   return static_cast<const float *>(pointer)[index];
+}
+
+/* pointer[index] = value in the element type (bf16 rounded to nearest
+ * even, as the libraries' epilogues store it). */
+void store_element(void *pointer, cudaDataType_t type, size_t index,
+                   float value) {
+  if (type == CUDA_R_16BF)
+    static_cast<__nv_bfloat16 *>(pointer)[index] = __float2bfloat16_rn(value);
+  else
+    static_cast<float *>(pointer)[index] = value;
 }
 
 /* rows × cols stored with leading dimension ld (all validated ints). */
@@ -599,7 +612,7 @@ bool uses_mask(uint32_t epilogue) {
          epilogue == CUBLASLT_EPILOGUE_DRELU_BGRAD;
 }
 
-/* The GELU epilogues' aux: the GELU input (T + bias), fp32 like D,
+/* The GELU epilogues' aux: the GELU input (T + bias), of D's type,
  * column-major with aux_ld in elements. */
 bool uses_gelu_input(uint32_t epilogue) {
   return epilogue == CUBLASLT_EPILOGUE_GELU_AUX_BIAS ||
@@ -620,11 +633,16 @@ struct lt_problem {
   layout_descriptor a_layout, b_layout, c_layout, d_layout;
   int rows, cols, inner; /* D rows × cols; op(A) rows × inner */
   const void *a, *b, *c;
-  float *d;
+  void *d;
   float alpha, beta;
-  float *bias;
+  void *bias; /* of D's type */
   uint8_t *aux;
   int64_t aux_ld;
+  /* D's type, which C, the bias (or bias gradient) and the GELU input
+   * share. */
+  cudaDataType_t output_type() const {
+    return d_layout.type;
+  }
 };
 
 stored_matrix layout_matrix(const char *name, const void *pointer,
@@ -646,6 +664,14 @@ refusal check_layout(const char *name, const layout_descriptor &layout) {
   return check_leading_dimension(layout_matrix(name, nullptr, layout));
 }
 
+/* NNEMU_LT_NO_BF16_OUTPUT=1: the heuristic has no algorithm for a bf16 D,
+ * as a cuBLASLt without one would answer, so that the callers' fallbacks
+ * run too. */
+bool bf16_output_refused() {
+  const char *text = getenv("NNEMU_LT_NO_BF16_OUTPUT");
+  return text && *text && strcmp(text, "0") != 0;
+}
+
 refusal check_lt_types(const lt_problem &p) {
   if (p.compute != CUBLAS_COMPUTE_32F &&
       p.compute != CUBLAS_COMPUTE_32F_FAST_TF32)
@@ -653,18 +679,23 @@ refusal check_lt_types(const lt_problem &p) {
                   "compute type %d: the emulator has CUBLAS_COMPUTE_32F and "
                   "CUBLAS_COMPUTE_32F_FAST_TF32",
                   (int)p.compute);
-  const cudaDataType_t input = p.a_layout.type;
+  const cudaDataType_t input = p.a_layout.type, output = p.d_layout.type;
+  const bool bf16_output = input == CUDA_R_16BF && output == CUDA_R_16BF;
   if (input != p.b_layout.type ||
       (input != CUDA_R_32F && input != CUDA_R_16BF) ||
-      p.c_layout.type != CUDA_R_32F || p.d_layout.type != CUDA_R_32F)
+      p.c_layout.type != output || (output != CUDA_R_32F && !bf16_output))
     return refuse(CUBLAS_STATUS_NOT_SUPPORTED,
                   "types A %d, B %d, C %d, D %d: the emulator has A = B = "
-                  "CUDA_R_32F or CUDA_R_16BF with C = D = CUDA_R_32F",
+                  "CUDA_R_32F or CUDA_R_16BF with C = D = CUDA_R_32F, and "
+                  "A = B = C = D = CUDA_R_16BF",
                   (int)input, (int)p.b_layout.type, (int)p.c_layout.type,
                   (int)p.d_layout.type);
   if (input == CUDA_R_16BF && p.compute == CUBLAS_COMPUTE_32F_FAST_TF32)
     return refuse(CUBLAS_STATUS_NOT_SUPPORTED,
                   "CUDA_R_16BF inputs take CUBLAS_COMPUTE_32F, not _FAST_TF32");
+  if (bf16_output && bf16_output_refused())
+    return refuse(CUBLAS_STATUS_NOT_SUPPORTED,
+                  "bf16 D refused (NNEMU_LT_NO_BF16_OUTPUT)");
   return refusal{};
 }
 
@@ -744,7 +775,7 @@ refusal describe_lt_problem(const matmul_descriptor &desc,
   p.b_layout = b;
   p.c_layout = c;
   p.d_layout = d;
-  p.bias = static_cast<float *>(desc.bias);
+  p.bias = desc.bias;
   p.aux = static_cast<uint8_t *>(desc.aux);
   p.aux_ld = desc.aux_ld;
   if (!is_emulated_epilogue(p.epilogue))
@@ -795,11 +826,12 @@ algorithm_alignments alignments_of(const cublasLtMatmulAlgo_t &algo) {
 }
 
 /* Whether an algorithm exists for the preference's alignments: each
- * operand's at least its element, the bias's at least a float. */
+ * operand's at least its element, the bias's too. */
 refusal check_preferred_alignments(const preference_descriptor &pref,
                                    const lt_problem &p) {
   const size_t input = element_bytes(p.a_layout.type);
-  const size_t needed[4] = {input, input, 4, 4};
+  const size_t output = element_bytes(p.output_type());
+  const size_t needed[4] = {input, input, output, output};
   const char *names[4] = {"A", "B", "C", "D"};
   for (int k = 0; k < 4; k++)
     if (pref.alignment[k] < needed[k])
@@ -807,10 +839,11 @@ refusal check_preferred_alignments(const preference_descriptor &pref,
                     "no algorithm for %s aligned to %u bytes (its elements "
                     "take %zu)",
                     names[k], pref.alignment[k], needed[k]);
-  if (uses_bias(p.epilogue) && alignment_of(p.bias) < 4)
+  if (uses_bias(p.epilogue) && alignment_of(p.bias) < output)
     return refuse(CUBLAS_STATUS_NOT_SUPPORTED,
-                  "no algorithm for the bias at %p, not float-aligned",
-                  static_cast<const void *>(p.bias));
+                  "no algorithm for the bias at %p, not aligned to its "
+                  "%zu-byte elements",
+                  static_cast<const void *>(p.bias), output);
   return refusal{};
 }
 
@@ -871,10 +904,12 @@ refusal check_lt_memory(const lt_problem &p) {
                   "in place (C = D at %p) with ldc %lld != ldd %lld", p.c,
                   (long long)p.c_layout.ld, (long long)p.d_layout.ld);
   char shape[96];
+  const size_t output = element_bytes(p.output_type());
   if (uses_bias(p.epilogue)) {
-    snprintf(shape, sizeof shape, "%d floats, one per row of D", p.rows);
-    if (refusal refused = check_device_range(
-            "bias", shape, p.bias, (uint64_t)p.rows * sizeof(float), 4))
+    snprintf(shape, sizeof shape, "%d of %s, one per row of D", p.rows,
+             type_name(p.output_type()));
+    if (refusal refused = check_device_range("bias", shape, p.bias,
+                                             (uint64_t)p.rows * output, output))
       return refused;
   }
   if (uses_mask(p.epilogue)) {
@@ -885,12 +920,13 @@ refusal check_lt_memory(const lt_problem &p) {
       return refused;
   }
   if (uses_gelu_input(p.epilogue)) {
-    snprintf(shape, sizeof shape, "GELU input, %d x %d floats, ld %lld", p.rows,
-             p.cols, (long long)p.aux_ld);
+    snprintf(shape, sizeof shape, "GELU input, %d x %d of %s, ld %lld", p.rows,
+             p.cols, type_name(p.output_type()), (long long)p.aux_ld);
     const uint64_t bytes =
         ((uint64_t)(p.cols - 1) * (uint64_t)p.aux_ld + (uint64_t)p.rows) *
-        sizeof(float);
-    if (refusal refused = check_device_range("aux", shape, p.aux, bytes, 4))
+        output;
+    if (refusal refused =
+            check_device_range("aux", shape, p.aux, bytes, output))
       return refused;
   }
   return refusal{};
@@ -914,11 +950,11 @@ std::vector<float> lt_product(const lt_problem &p) {
   const float_operand b_float =
       as_float(p.b, b.type, (int)b.rows, (int)b.cols, (int)b.ld, tf32);
   std::vector<float> t((size_t)p.rows * p.cols, 0.0f);
-  const float *c = static_cast<const float *>(p.c);
   if (p.beta != 0.0f)
     for (int col = 0; col < p.cols; col++)
-      std::copy_n(c + (size_t)col * p.c_layout.ld, p.rows,
-                  t.begin() + (size_t)col * p.rows);
+      for (int row = 0; row < p.rows; row++)
+        t[(size_t)col * p.rows + row] = element_as_float(
+            p.c, p.c_layout.type, (size_t)col * p.c_layout.ld + row);
   cblas_sgemm(CblasColMajor, cblas_operation(p.op_a), cblas_operation(p.op_b),
               p.rows, p.cols, p.inner, p.alpha, a_float.data(), a_float.ld,
               b_float.data(), b_float.ld, p.beta, t.data(), p.rows);
@@ -931,6 +967,23 @@ float relu(float x) {
 }
 
 /* DEFAULT: D = T; BIAS: D = T + bias[row]; RELU_BIAS: max of that and 0. */
+/* Bias element row, and D (row, col) stored, in D's type. */
+float bias_at(const lt_problem &p, int row) {
+  return element_as_float(p.bias, p.output_type(), (size_t)row);
+}
+
+void store_d(const lt_problem &p, int row, int col, float value) {
+  store_element(p.d, p.output_type(), (size_t)col * p.d_layout.ld + row, value);
+}
+
+/* The bias gradient from sums in double: rounded to float, then to D's
+ * type, as a GPU rounds its fp32 sums. */
+void store_bias_gradient(const lt_problem &p, const std::vector<double> &sums) {
+  for (int row = 0; row < p.rows; row++)
+    store_element(p.bias, p.output_type(), (size_t)row,
+                  (float)sums[(size_t)row]);
+}
+
 void write_biased(const lt_problem &p, const std::vector<float> &t) {
   const bool add_bias = uses_bias(p.epilogue);
   const bool apply_relu = p.epilogue == CUBLASLT_EPILOGUE_RELU_BIAS;
@@ -938,8 +991,8 @@ void write_biased(const lt_problem &p, const std::vector<float> &t) {
     for (int row = 0; row < p.rows; row++) {
       float value = t[(size_t)col * p.rows + row];
       if (add_bias)
-        value += p.bias[row];
-      p.d[(size_t)col * p.d_layout.ld + row] = apply_relu ? relu(value) : value;
+        value += bias_at(p, row);
+      store_d(p, row, col, apply_relu ? relu(value) : value);
     }
 }
 
@@ -952,10 +1005,10 @@ void write_relu_and_mask(const lt_problem &p, const std::vector<float> &t) {
     uint8_t *mask = p.aux + (size_t)col * column_bytes;
     std::fill_n(mask, column_bytes, 0);
     for (int row = 0; row < p.rows; row++) {
-      const float value = t[(size_t)col * p.rows + row] + p.bias[row];
+      const float value = t[(size_t)col * p.rows + row] + bias_at(p, row);
       if (value > 0.0f)
         mask[row / 8] |= (uint8_t)(1u << (row % 8));
-      p.d[(size_t)col * p.d_layout.ld + row] = relu(value);
+      store_d(p, row, col, relu(value));
     }
   }
 }
@@ -975,11 +1028,10 @@ void write_relu_gradient(const lt_problem &p, const std::vector<float> &t) {
     for (int row = 0; row < p.rows; row++) {
       const float value =
           mask_bit(p, row, col) ? t[(size_t)col * p.rows + row] : 0.0f;
-      p.d[(size_t)col * p.d_layout.ld + row] = value;
+      store_d(p, row, col, value);
       sums[(size_t)row] += value;
     }
-  for (int row = 0; row < p.rows; row++)
-    p.bias[row] = (float)sums[(size_t)row];
+  store_bias_gradient(p, sums);
 }
 
 /* GELU's tanh approximation, as cuBLASLt's GELU epilogues compute it,
@@ -1002,34 +1054,36 @@ float gelu_tanh_derivative(float x) {
   return (float)(0.5 * (1.0 + t) + 0.5 * z * (1.0 - t * t) * du);
 }
 
-float *gelu_input(const lt_problem &p, int row, int col) {
-  return reinterpret_cast<float *>(p.aux) + (size_t)col * (size_t)p.aux_ld +
-         (size_t)row;
+size_t gelu_input_index(const lt_problem &p, int row, int col) {
+  return (size_t)col * (size_t)p.aux_ld + (size_t)row;
 }
 
 /* GELU_AUX_BIAS: aux = T + bias[row] (the GELU input), D = GELU of it. */
 void write_gelu_and_input(const lt_problem &p, const std::vector<float> &t) {
   for (int col = 0; col < p.cols; col++)
     for (int row = 0; row < p.rows; row++) {
-      const float value = t[(size_t)col * p.rows + row] + p.bias[row];
-      *gelu_input(p, row, col) = value;
-      p.d[(size_t)col * p.d_layout.ld + row] = gelu_tanh(value);
+      const float value = t[(size_t)col * p.rows + row] + bias_at(p, row);
+      store_element(p.aux, p.output_type(), gelu_input_index(p, row, col),
+                    value);
+      store_d(p, row, col, gelu_tanh(value));
     }
 }
 
 /* DGELU_BGRAD: D = T · GELU'(aux), and the bias gradient as DRELU_BGRAD
- * sums it. */
+ * sums it. The GELU input is read as stored (rounded to bf16 when it is
+ * bf16). */
 void write_gelu_gradient(const lt_problem &p, const std::vector<float> &t) {
   std::vector<double> sums((size_t)p.rows, 0.0);
   for (int col = 0; col < p.cols; col++)
     for (int row = 0; row < p.rows; row++) {
-      const float value = t[(size_t)col * p.rows + row] *
-                          gelu_tanh_derivative(*gelu_input(p, row, col));
-      p.d[(size_t)col * p.d_layout.ld + row] = value;
+      const float input = element_as_float(p.aux, p.output_type(),
+                                           gelu_input_index(p, row, col));
+      const float value =
+          t[(size_t)col * p.rows + row] * gelu_tanh_derivative(input);
+      store_d(p, row, col, value);
       sums[(size_t)row] += value;
     }
-  for (int row = 0; row < p.rows; row++)
-    p.bias[row] = (float)sums[(size_t)row];
+  store_bias_gradient(p, sums);
 }
 
 void run_lt_matmul(const lt_problem &p) {
@@ -1616,7 +1670,7 @@ cublasLtMatmul(cublasLtHandle_t lightHandle, cublasLtMatmulDesc_t computeDesc,
   problem.a = A;
   problem.b = B;
   problem.c = C;
-  problem.d = static_cast<float *>(D);
+  problem.d = D;
   problem.alpha = *static_cast<const float *>(alpha);
   problem.beta = *static_cast<const float *>(beta);
   refusal refused = check_algorithm(algo, problem);
