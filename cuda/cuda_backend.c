@@ -141,6 +141,7 @@ static const nnlib_backend_ops cuda_ops = {
     .sum_squares = nnlib_cuda_sum_squares,
     .optimizer_stage = nnlib_cuda_optimizer_stage,
     .optimizer_apply = nnlib_cuda_optimizer_apply,
+    .to_bf16 = nnlib_cuda_to_bf16_op,
     .copy = nnlib_cuda_copy,
     .graph_capture_begin = nnlib_cuda_graph_capture_begin,
     .graph_capture_end = nnlib_cuda_graph_capture_end,

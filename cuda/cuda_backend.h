@@ -272,6 +272,9 @@ nn_status nnlib_cuda_lt_run(nnlib_cuda_backend *cuda, nn_context *ctx,
  * even, on the compute stream. */
 nn_status nnlib_cuda_to_bf16(nnlib_cuda_backend *cuda, nn_context *ctx,
                              const float *src, void *dst, size_t count);
+/* The backend op: nnlib_cuda_to_bf16 after selecting the device. */
+nn_status nnlib_cuda_to_bf16_op(nnlib_backend *backend, nn_context *ctx,
+                                const float *src, void *dst, size_t count);
 /* dst (count floats) = alpha · src (count bf16), on the compute stream. */
 nn_status nnlib_cuda_scale_from_bf16(nnlib_cuda_backend *cuda, nn_context *ctx,
                                      float *dst, const void *src, float alpha,
@@ -311,7 +314,7 @@ nn_status nnlib_cuda_optimizer_stage(nnlib_backend *backend, nn_context *ctx,
 nn_status nnlib_cuda_optimizer_apply(nnlib_backend *backend, nn_context *ctx,
                                      float *parameters, const float *gradients,
                                      float *first_moment, float *second_moment,
-                                     size_t count);
+                                     void *bf16_parameters, size_t count);
 
 /* graphs.c: capture of the compute stream into a CUDA graph, and replay. */
 nn_status nnlib_cuda_graph_capture_begin(nnlib_backend *backend,

@@ -4,8 +4,11 @@
  * activations.cu and reductions.cu for the rest. The same math, in the same
  * steps, as cpu_dense_forward/backward; in fp32 the same arithmetic too.
  *
- * bf16: the forward pass converts W and A_prev into the layer's own copies
- * and the backward pass reads those again (only dZ is converted there).
+ * bf16: the products read W and b from the model's bf16 copy of the
+ * parameters (made by the optimizer step, or converted before the forward
+ * pass: host/internal.h); the forward pass converts A_prev into the
+ * layer's own copy and the backward pass reads that again (only dZ is
+ * converted there).
  *
  * Layout: W[l] is stored row-major [n, n_prev], the same bytes as a
  * column-major (n_prev × n) matrix, i.e. Wᵀ column-major with leading
@@ -27,8 +30,8 @@
  *
  * In bf16 a fused layer's products hand over in bf16 where cuBLASLt has
  * algorithms for it (layer->epilogue->bf16_output): the forward product
- * writes A as bf16 straight into the copy the layer above reads (with b
- * converted to bf16, the type cuBLASLt gives a bf16 D's bias), and the
+ * writes A as bf16 straight into the copy the layer above reads (adding
+ * b's bf16 copy: cuBLASLt gives a bf16 D's bias D's type), and the
  * backward product of the layer above writes this layer's dZ as bf16
  * straight into its copy, with db as bf16 (scaled into fp32 by 1/m after).
  * That skips writing A and dZ in fp32 and converting them back: 8 bytes
@@ -110,9 +113,9 @@ static nn_status gradient_operand(nnlib_cuda_backend *cuda, nn_context *ctx,
 }
 
 /* Where a product's operand is, without converting anything: the fp32
- * matrix itself, or with bf16 its copy — for W and A_prev in a backward
- * pass, the one the forward pass made (W and A are unchanged since;
- * host/internal.h). */
+ * matrix itself, or with bf16 its copy — for W, the model's copy of the
+ * parameters (current in every pass), and for A_prev in a backward pass,
+ * the one the forward pass made (A is unchanged since; host/internal.h). */
 static const void *converted(const nnlib_layer *layer, const float *matrix,
                              const void *copy) {
   return layer->precision == NN_PRECISION_BF16 ? copy : matrix;
@@ -143,13 +146,15 @@ static nnlib_fused fusable(const nnlib_layer *layer) {
 }
 
 /* Whether the products may hand over in bf16, or in fp32. b and db sit
- * at any float offset in their arenas; cuBLASLt's epilogues have been
- * seen to fail on bias vectors less than 16-byte aligned, so fp32
- * hand-overs need them aligned. The bf16 copies have regions of their own
- * (256-byte aligned, host/model.c). */
+ * at any float offset in their arenas, and b's bf16 copy at the same
+ * offset in the copy's; cuBLASLt's epilogues have been seen to fail on
+ * bias vectors less than 16-byte aligned, so the bias and bias gradient a
+ * hand-over uses must be. The bf16 db has a region of its own (256-byte
+ * aligned, host/model.c). */
 static bool may_hand_over(const nnlib_layer *layer, bool bf16_output) {
   if (bf16_output)
-    return layer->precision == NN_PRECISION_BF16;
+    return layer->precision == NN_PRECISION_BF16 &&
+           aligned_16(layer->bf16_bias);
   return aligned_16(layer->bias) && aligned_16(layer->bias_grad);
 }
 
@@ -276,9 +281,6 @@ static nn_status run_fused_forward(nnlib_cuda_backend *cuda, nn_context *ctx,
       fused_forward_product(layer, record->fused, record->bf16_output, w, x, m);
   nnlib_lt_plan *plan = NULL;
   nn_status status = fusion_plan(cuda, ctx, &product, layer, record, m, &plan);
-  if (status == NN_OK && plan && record->bf16_output)
-    status = nnlib_cuda_to_bf16(cuda, ctx, layer->bias, layer->bf16_bias,
-                                layer->units);
   if (status != NN_OK || !plan)
     return status;
   char before[sizeof ctx->last_error];
@@ -367,11 +369,9 @@ nn_status nnlib_cuda_dense_forward(nnlib_backend *backend, nn_context *ctx,
   nn_status status = nnlib_cuda_use_device(cuda, ctx);
   if (status != NN_OK || m == 0)
     return status;
-  const void *w = NULL, *x = NULL;
-  status = operand(cuda, ctx, layer, layer->weights,
-                   layer->units * layer->inputs, layer->bf16_weights, &w);
-  if (status == NN_OK)
-    status = input_operand(cuda, ctx, layer, a_prev, m, &x);
+  const void *w = converted(layer, layer->weights, layer->bf16_weights);
+  const void *x = NULL;
+  status = input_operand(cuda, ctx, layer, a_prev, m, &x);
   nnlib_layer_epilogue record = {NNLIB_FUSED_NONE, false};
   if (status == NN_OK)
     status = try_fused_forward(cuda, ctx, layer, w, x, m, &record);

@@ -7,6 +7,7 @@
  */
 #include "kernel_common.cuh"
 
+#include <cuda_bf16.h>
 #include <math.h>
 
 /* *staged = constants: the step's constants, put in device memory in
@@ -17,20 +18,24 @@ static __global__ void stage_constants_kernel(nnlib_update_constants constants,
   *staged = constants;
 }
 
-/* Over the arena (count floats; parameters, gradients and both moments
- * share its layout), one thread per element, grid-stride: the update of
- * host/elementwise.h, the CPU backend's own, with the staged constants. A
- * moment the optimizer does not use may be NULL (never allocated). */
-static __global__ void optimizer_kernel(const nnlib_update_constants *staged,
-                                        float *parameters,
-                                        const float *gradients,
-                                        float *first_moment,
-                                        float *second_moment, size_t count) {
+/* Over the arena (count floats; parameters, gradients, both moments and
+ * the bf16 copy share its layout), one thread per element, grid-stride:
+ * the update of host/elementwise.h, the CPU backend's own, with the staged
+ * constants; then, in bf16, the new parameter rounded into the copy. A
+ * moment the optimizer does not use may be NULL (never allocated), and so
+ * is the copy in fp32 and tf32. */
+static __global__ void
+optimizer_kernel(const nnlib_update_constants *staged, float *parameters,
+                 const float *gradients, float *first_moment,
+                 float *second_moment, __nv_bfloat16 *bf16_parameters,
+                 size_t count) {
   const nnlib_update_constants constants = *staged;
   NNLIB_GRID_STRIDE_LOOP(k, count) {
     nnlib_update_parameter(&constants, gradients[k], &parameters[k],
                            first_moment ? first_moment + k : NULL,
                            second_moment ? second_moment + k : NULL);
+    if (bf16_parameters)
+      bf16_parameters[k] = __float2bfloat16_rn(parameters[k]);
   }
 }
 
@@ -50,7 +55,7 @@ extern "C" nn_status
 nnlib_cuda_optimizer_apply(nnlib_backend *backend, nn_context *ctx,
                            float *parameters, const float *gradients,
                            float *first_moment, float *second_moment,
-                           size_t count) {
+                           void *bf16_parameters, size_t count) {
   nnlib_cuda_backend *cuda = nnlib_cuda(backend);
   nn_status status = nnlib_cuda_use_device(cuda, ctx);
   if (status != NN_OK || count == 0)
@@ -58,6 +63,6 @@ nnlib_cuda_optimizer_apply(nnlib_backend *backend, nn_context *ctx,
   optimizer_kernel<<<nnlib_cuda_blocks(count), NNLIB_CUDA_THREADS, 0,
                      cuda->compute>>>(cuda->update_constants, parameters,
                                       gradients, first_moment, second_moment,
-                                      count);
+                                      (__nv_bfloat16 *)bf16_parameters, count);
   return NNLIB_CUDA_CHECK_LAUNCH(ctx, optimizer_kernel);
 }

@@ -27,6 +27,15 @@ extern "C" nn_status nnlib_cuda_to_bf16(nnlib_cuda_backend *cuda,
   return NNLIB_CUDA_CHECK_LAUNCH(ctx, to_bf16_kernel);
 }
 
+extern "C" nn_status nnlib_cuda_to_bf16_op(nnlib_backend *backend,
+                                           nn_context *ctx, const float *src,
+                                           void *dst, size_t count) {
+  nnlib_cuda_backend *cuda = nnlib_cuda(backend);
+  nn_status status = nnlib_cuda_use_device(cuda, ctx);
+  return status == NN_OK ? nnlib_cuda_to_bf16(cuda, ctx, src, dst, count)
+                         : status;
+}
+
 /* dst (count, fp32) = alpha · src (count, bf16): the bias gradient a fused
  * bf16 product summed, divided by m into the gradient arena. */
 static __global__ void scale_from_bf16_kernel(float *dst,

@@ -180,10 +180,19 @@ typedef struct nnlib_backend_ops {
    * update with each step's constants. */
   nn_status (*optimizer_stage)(nnlib_backend *backend, nn_context *ctx,
                                const nnlib_optimizer_step *step);
+  /* bf16_parameters, when not NULL (bf16 precision), gets each updated
+   * parameter rounded to bf16 (nearest even), in the arena's layout: the
+   * copy the next step's products read, made without reading the arena
+   * again. */
   nn_status (*optimizer_apply)(nnlib_backend *backend, nn_context *ctx,
                                float *parameters, const float *gradients,
                                float *first_moment, float *second_moment,
-                               size_t count);
+                               void *bf16_parameters, size_t count);
+
+  /* dst (count bf16) = src (count floats) rounded to nearest even, in
+   * stream order; NULL on a backend that computes in fp32 only. */
+  nn_status (*to_bf16)(nnlib_backend *backend, nn_context *ctx,
+                       const float *src, void *dst, size_t count);
 
   /* dst = src, count floats of backend memory, in stream order. */
   nn_status (*copy)(nnlib_backend *backend, nn_context *ctx, float *dst,

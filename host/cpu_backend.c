@@ -371,8 +371,9 @@ static nn_status cpu_optimizer_stage(nnlib_backend *backend, nn_context *ctx,
 static nn_status cpu_optimizer_apply(nnlib_backend *backend, nn_context *ctx,
                                      float *parameters, const float *gradients,
                                      float *first_moment, float *second_moment,
-                                     size_t count) {
+                                     void *bf16_parameters, size_t count) {
   (void)ctx;
+  (void)bf16_parameters; /* always NULL: the CPU computes in fp32 only */
   const nnlib_update_constants constants = ((cpu_backend *)backend)->staged;
   /* A moment the optimizer does not use may be NULL (never allocated). */
   for (size_t k = 0; k < count; k++)

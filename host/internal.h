@@ -142,16 +142,18 @@ typedef struct nnlib_layer {
   float *dropout_mask;   /* (n[l] × capacity) of 0 or 1/keep; NULL if none */
   /* The model's precision, and with bf16 this layer's views into the
    * model's conversion scratch (nn_model.bf16_scratch; NULL otherwise):
-   * its own W, b and A_prev copies, made by its forward pass (or A_prev by
-   * the fused product below) and read again by the backward pass that
-   * follows (W and A do not change in between; a new forward pass is
-   * needed after new parameters, precision or capacity); its dZ copy, one
-   * of two that alternate from layer to layer (a fused backward product
-   * reads the dZ of its layer and writes the one below); and the db copy
-   * all layers share in stream order. */
+   * its W and b in the model's bf16 copy of the parameters (current
+   * whenever a forward pass starts: nnlib_model_prepare_bf16_parameters);
+   * its A_prev copy, converted by its forward pass or written by the fused
+   * product below, and read again by the backward pass that follows (A
+   * does not change in between; a new forward pass is needed after new
+   * parameters, precision or capacity); its dZ copy, one of two that
+   * alternate from layer to layer (a fused backward product reads the dZ
+   * of its layer and writes the one below); and the db copy all layers
+   * share in stream order. */
   nn_precision precision;
   void *bf16_weights;   /* n[l]·n[l-1] bf16: W[l] */
-  void *bf16_bias;      /* n[l] bf16: b[l] (fused bf16 products only) */
+  void *bf16_bias;      /* n[l] bf16: b[l] */
   void *bf16_inputs;    /* n[l-1] × capacity bf16: A_prev */
   void *bf16_gradients; /* max n[l] × capacity bf16: dZ, every other layer */
   void *bf16_bias_grad; /* max n[l] bf16: db from a fused product, shared */
@@ -211,9 +213,15 @@ struct nn_model {
   float *activation_arena;
   size_t activation_floats; /* its size */
   nn_precision precision;
-  float *bf16_scratch;        /* backend memory for the layers' bf16 views */
-  size_t bf16_capacity;       /* columns it was sized for; 0 = none */
-  size_t bf16_elements;       /* its size, in bf16 */
+  float *bf16_scratch;  /* backend memory for the layers' bf16 views */
+  size_t bf16_capacity; /* columns it was sized for; 0 = none */
+  size_t bf16_elements; /* its size, in bf16 */
+  /* In the scratch: the parameters rounded to bf16, in the arena's layout
+   * (parameter_count bf16), which the products read. The optimizer step
+   * writes it with the parameters; anything else that writes parameters
+   * marks it stale, and the next forward pass converts it. */
+  void *bf16_parameters;
+  bool bf16_parameters_current;
   float *input;               /* A[0]: (n_x × capacity) */
   float *targets;             /* Y: (n[L] × capacity) */
   float *backward_scratch[2]; /* (max n[l] × capacity) each: dA / dZ */
@@ -245,6 +253,17 @@ nn_status nnlib_model_reserve(nn_model *model, size_t examples);
  * RMSprop's and Adam's s in second_moment. Before the step loop, never in
  * it (nor inside a graph capture). */
 nn_status nnlib_model_prepare_optimizer(nn_model *model, nn_optimizer kind);
+
+/* In bf16, makes the bf16 copy of the parameters current (one conversion
+ * of the arena, in stream order) if anything but the optimizer wrote the
+ * parameters since it was made; nothing otherwise. Before every forward
+ * pass, and before a run's first step so that a captured step does not
+ * convert. */
+nn_status nnlib_model_prepare_bf16_parameters(nn_model *model);
+/* The parameters were written (not by the optimizer step). */
+static inline void nnlib_model_parameters_written(nn_model *model) {
+  model->bf16_parameters_current = false;
+}
 
 /* Which moments an optimizer reads and writes. */
 static inline bool nnlib_uses_first_moment(nn_optimizer kind) {

@@ -301,25 +301,28 @@ static size_t take_bf16(size_t *cursor, size_t rows, size_t columns, bool *ok) {
 }
 
 /* The scratch's layout for `capacity` columns, in bf16 elements from base
- * (NULL: only counts): each layer's W and b, then each layer's A_prev
- * (n[l-1] × capacity) — converted by the layer's forward pass (or A_prev
- * written by the fused product below) and read again by its backward pass
- * in the same step, W and A being unchanged in between — then two dZ
- * matrices (widest n[l] × capacity), layer l taking the (l mod 2)-th, so
- * that a fused backward product reads its layer's and writes the layer
- * below's; then one db vector (widest n[l]). Each in its own 256-byte
- * region. The total in *elements; false on overflow. */
+ * (NULL: only counts): the parameters in the arena's layout (each layer's
+ * W then b); then each layer's A_prev (n[l-1] × capacity) — converted by
+ * the layer's forward pass or written by the fused product below, and
+ * read again by its backward pass in the same step, A being unchanged in
+ * between — then two dZ matrices (widest n[l] × capacity), layer l taking
+ * the (l mod 2)-th, so that a fused backward product reads its layer's and
+ * writes the layer below's; then one db vector (widest n[l]). Each in its
+ * own 256-byte region. The total in *elements; false on overflow. */
 static bool layout_bf16(nn_model *model, size_t capacity, uint16_t *base,
                         size_t *elements) {
   size_t cursor = 0, widest = 0;
   bool ok = true;
+  const size_t parameters_at =
+      take_bf16(&cursor, model->parameter_count, 1, &ok);
+  if (base)
+    model->bf16_parameters = base + parameters_at;
   for (size_t l = 0; l < model->layer_count; l++) {
     nnlib_layer *layer = &model->layers[l];
-    size_t weights_at = take_bf16(&cursor, layer->units, layer->inputs, &ok);
-    size_t bias_at = take_bf16(&cursor, layer->units, 1, &ok);
     if (base) {
-      layer->bf16_weights = base + weights_at;
-      layer->bf16_bias = base + bias_at;
+      uint16_t *weights = base + parameters_at + layer->param_offset;
+      layer->bf16_weights = weights;
+      layer->bf16_bias = weights + layer->units * layer->inputs;
     }
     widest = layer->units > widest ? layer->units : widest;
   }
@@ -362,6 +365,7 @@ static nn_status reserve_bf16_scratch(nn_model *model) {
   model->bf16_elements = elements;
   /* The copies the old scratch held are gone with it. */
   model->forward_examples = 0;
+  nnlib_model_parameters_written(model);
   layout_bf16(model, model->capacity, (uint16_t *)(void *)scratch, &elements);
   return NN_OK;
 }
@@ -380,8 +384,9 @@ nn_status nn_model_set_precision(nn_model *model, nn_precision precision) {
   for (size_t l = 0; l < model->layer_count; l++)
     model->layers[l].precision = precision;
   /* A backward pass reads the bf16 copies its forward pass made: none was
-   * made in another precision. */
+   * made in another precision; nor was the parameters' copy kept. */
   model->forward_examples = 0;
+  nnlib_model_parameters_written(model);
   /* The scratch follows the activation arena's capacity. */
   return reserve_bf16_scratch(model);
 }
@@ -565,8 +570,21 @@ nn_status nnlib_model_prepare_optimizer(nn_model *model, nn_optimizer kind) {
   return status;
 }
 
-/* New parameters invalidate cached passes and optimizer state. */
+nn_status nnlib_model_prepare_bf16_parameters(nn_model *model) {
+  if (model->precision != NN_PRECISION_BF16 || model->bf16_parameters_current)
+    return NN_OK;
+  nnlib_backend *backend = NNLIB_BACKEND(model);
+  nn_status status =
+      backend->ops->to_bf16(backend, model->ctx, model->parameters,
+                            model->bf16_parameters, model->parameter_count);
+  model->bf16_parameters_current = status == NN_OK;
+  return status;
+}
+
+/* New parameters invalidate cached passes, the bf16 copy and optimizer
+ * state. */
 static nn_status parameters_changed(nn_model *model) {
+  nnlib_model_parameters_written(model);
   model->forward_examples = 0;
   model->backward_examples = 0;
   return nn_model_reset_optimizer(model);

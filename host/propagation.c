@@ -26,7 +26,7 @@ static const float *previous_activation(const nn_model *model, size_t l) {
 
 nn_status nnlib_forward(nn_model *model, const float *input, size_t m,
                         bool training) {
-  nn_status status = NN_OK;
+  nn_status status = nnlib_model_prepare_bf16_parameters(model);
   model->forward_input = input;
   for (size_t l = 0; status == NN_OK && l < model->layer_count; l++) {
     const nnlib_layer *layer = &model->layers[l];
@@ -206,9 +206,13 @@ nn_status nnlib_stage_update(nn_model *model,
 }
 
 nn_status nnlib_apply_update(nn_model *model) {
+  /* In bf16 the update writes the products' copy too. */
+  const bool bf16 = model->precision == NN_PRECISION_BF16;
   nn_status status = NNLIB_OPS(model)->optimizer_apply(
       NNLIB_BACKEND(model), model->ctx, model->parameters, model->gradients,
-      model->first_moment, model->second_moment, model->parameter_count);
+      model->first_moment, model->second_moment,
+      bf16 ? model->bf16_parameters : NULL, model->parameter_count);
+  model->bf16_parameters_current = bf16 && status == NN_OK;
   model->forward_examples = 0;
   model->backward_examples = 0;
   return status;

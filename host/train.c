@@ -134,6 +134,7 @@ static nn_status snapshot_parameters(nn_model *model, float **out) {
 }
 
 static nn_status restore_parameters(nn_model *model, const float *saved) {
+  nnlib_model_parameters_written(model);
   return NNLIB_OPS(model)->upload(NNLIB_BACKEND(model), model->ctx,
                                   model->parameters, saved,
                                   model->parameter_count);
@@ -182,6 +183,9 @@ static nn_status prepare_run(training_run *run, const nn_dataset *data) {
   status = nnlib_model_reserve(model, run->batch_size);
   if (status == NN_OK)
     status = nnlib_model_prepare_optimizer(model, run->options->optimizer.kind);
+  /* Now, so that a captured step reads the copy rather than making it. */
+  if (status == NN_OK)
+    status = nnlib_model_prepare_bf16_parameters(model);
   if (status == NN_OK && run->batch_size < m)
     status = nnlib_host_alloc(ctx, m, sizeof *run->order, (void **)&run->order);
   if (status == NN_OK)

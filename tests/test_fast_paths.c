@@ -351,3 +351,108 @@ Test(fast_paths, dropout_runs_stay_eager) {
   cr_assert_eq(run.summary.steps_graphed, 0);
   nn_context_destroy(ctx);
 }
+
+/* ------------------------------------------------------------------------ */
+/* The bf16 copy of the parameters                                           */
+/* ------------------------------------------------------------------------ */
+
+/* In bf16 the products read a bf16 copy of the parameters, which the
+ * optimizer step writes along with them; whatever else writes parameters
+ * must leave the copy to be made again. Each check: the model's Ŷ after a
+ * change has the bits of a fresh bf16 model given the same parameters. */
+#define COPY_EXAMPLES 24
+
+typedef struct copy_check {
+  nn_context *ctx;
+  float x[INPUTS * COPY_EXAMPLES], y[10 * COPY_EXAMPLES];
+  float *parameters; /* scratch for one model's parameters */
+  size_t count;
+} copy_check;
+
+static nn_model *bf16_model(copy_check *check) {
+  nn_model *model =
+      support_model(check->ctx, pass_widths, 3, NN_ACTIVATION_RELU,
+                    NN_LOSS_CATEGORICAL_CROSS_ENTROPY);
+  SUPPORT_OK(check->ctx, nn_model_init(model, NN_INIT_HE, 21));
+  SUPPORT_OK(check->ctx, nn_model_set_precision(model, NN_PRECISION_BF16));
+  return model;
+}
+
+/* The model's Ŷ against a fresh model's with its parameters. */
+static void assert_copy_follows(copy_check *check, nn_model *model,
+                                const char *after) {
+  static float yhat[10 * COPY_EXAMPLES], fresh_yhat[10 * COPY_EXAMPLES];
+  SUPPORT_OK(check->ctx,
+             nn_model_get_parameters(model, check->parameters, check->count));
+  SUPPORT_OK(check->ctx,
+             nn_model_forward(model, check->x, COPY_EXAMPLES, 0, yhat));
+  nn_model *fresh = bf16_model(check);
+  SUPPORT_OK(check->ctx,
+             nn_model_set_parameters(fresh, check->parameters, check->count));
+  SUPPORT_OK(check->ctx,
+             nn_model_forward(fresh, check->x, COPY_EXAMPLES, 0, fresh_yhat));
+  cr_assert_eq(memcmp(yhat, fresh_yhat, sizeof yhat), 0,
+               "after %s, Ŷ is not that of the parameters (off by %g)", after,
+               support_relative_distance(yhat, fresh_yhat, 10 * COPY_EXAMPLES));
+  nn_model_destroy(fresh);
+}
+
+Test(fast_paths, the_bf16_copy_follows_every_change_of_parameters) {
+  static copy_check check;
+  check.ctx = support_gpu_context_or_skip();
+  support_rng rng = support_rng_seeded(8);
+  for (size_t k = 0; k < INPUTS * COPY_EXAMPLES; k++)
+    check.x[k] = (float)support_rng_gaussian(&rng);
+  for (size_t j = 0; j < COPY_EXAMPLES; j++)
+    check.y[j * 10 + j % 10] = 1.0f;
+  nn_model *model = bf16_model(&check);
+  check.count = nn_model_parameter_count(model);
+  check.parameters = calloc(check.count, sizeof(float));
+  cr_assert_not_null(check.parameters);
+  nn_context *ctx = check.ctx;
+
+  /* Adam steps: the copy the update wrote is the one a conversion makes. */
+  const nn_optimizer_settings adam = {NN_OPTIMIZER_ADAM, 0.9f, 0.999f, 1e-8f};
+  for (int step = 0; step < 3; step++) {
+    SUPPORT_OK(ctx, nn_model_forward(model, check.x, COPY_EXAMPLES, 1, NULL));
+    SUPPORT_OK(ctx, nn_model_backward(model, check.y, COPY_EXAMPLES, 0.01f));
+    SUPPORT_OK(ctx, nn_model_update(model, &adam, 0.01f));
+  }
+  assert_copy_follows(&check, model, "Adam steps");
+
+  /* New parameters, all at once and one layer's. */
+  for (size_t k = 0; k < check.count; k++)
+    check.parameters[k] = 0.5f * (float)support_rng_gaussian(&rng);
+  SUPPORT_OK(ctx,
+             nn_model_set_parameters(model, check.parameters, check.count));
+  assert_copy_follows(&check, model, "nn_model_set_parameters");
+  const size_t layer_2 = pass_widths[2] * pass_widths[1] + pass_widths[2];
+  float *weights = calloc(layer_2, sizeof(float));
+  for (size_t k = 0; k < layer_2; k++)
+    weights[k] = 0.1f * (float)support_rng_gaussian(&rng);
+  SUPPORT_OK(ctx, nn_model_set_layer_parameters(
+                      model, 2, weights, weights + layer_2 - pass_widths[2]));
+  assert_copy_follows(&check, model, "nn_model_set_layer_parameters");
+  free(weights);
+  SUPPORT_OK(ctx, nn_model_init(model, NN_INIT_XAVIER, 99));
+  assert_copy_follows(&check, model, "nn_model_init");
+
+  /* A run that diverges puts the parameters it started from back. */
+  nn_dataset *data = NULL;
+  SUPPORT_OK(ctx, nn_dataset_create(ctx, INPUTS, 10, COPY_EXAMPLES, check.x,
+                                    check.y, &data));
+  nn_train_options options;
+  nn_train_options_default(&options);
+  options.optimizer.kind = NN_OPTIMIZER_GD;
+  options.learning_rate = 1e30f;
+  options.epochs = 5;
+  options.batch_size = 8;
+  cr_assert_neq(nn_model_train(model, data, &options, NULL), NN_OK,
+                "a learning rate of 1e30 diverges");
+  assert_copy_follows(&check, model, "a diverged run");
+  nn_dataset_destroy(data);
+
+  free(check.parameters);
+  nn_model_destroy(model);
+  nn_context_destroy(ctx);
+}
