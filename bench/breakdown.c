@@ -277,6 +277,14 @@ static const char *phase_name(nnlib_phase phase) {
   return names[phase];
 }
 
+/* Whether layer l's last forward pass fused, and how its products handed
+ * over (bf16: A and dZ passed on in bf16, never written in fp32). */
+static const char *fused_label(const nn_model *model, size_t l) {
+  if (!nn_model_layer_fused(model, l))
+    return "no";
+  return model->epilogues[l - 1].bf16_output ? "yes, bf16 out" : "yes";
+}
+
 static void print_table(const config *run, nn_model *model,
                         const step_probe *probe, double *samples) {
   const size_t steps = run->steps, marks = probe->count;
@@ -295,8 +303,7 @@ static void print_table(const config *run, nn_model *model,
     printf("| %s | ", phase_name(probe->phases[k]));
     if (l >= 1 && l <= run->layer_count)
       printf("%zu | %zu x %zu x %zu | %s", l, run->widths[l],
-             run->widths[l - 1], run->batch,
-             nn_model_layer_fused(model, l) ? "yes" : "no");
+             run->widths[l - 1], run->batch, fused_label(model, l));
     else
       printf("%s | | ", l > run->layer_count ? "dZ[L] = A - Y" : "");
     printf(" | %.4f | %.1f%% |\n", medians[k], 100.0 * medians[k] / total);
