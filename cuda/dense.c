@@ -33,7 +33,7 @@
  * writes A as bf16 straight into the copy the layer above reads (adding
  * b's bf16 copy: cuBLASLt gives a bf16 D's bias D's type), and the
  * backward product of the layer above writes this layer's dZ as bf16
- * straight into its copy, with db as bf16 (scaled into fp32 by 1/m after).
+ * straight into its copy, with db as bf16 (then converted into fp32 db).
  * That skips writing A and dZ in fp32 and converting them back: 8 bytes
  * an element of each. Otherwise the fused products write fp32 as before.
  */
@@ -202,15 +202,16 @@ static nnlib_lt_product fused_forward_product(const nnlib_layer *layer,
   return product;
 }
 
-/* dZ[below] (n_prev × m) = (Wᵀ dZ) through below's g' (its ReLU mask, or
- * GELU' of its Z), with db[below] = Σ over columns of it (not yet divided
- * by m): op(A) = W read as column-major (n_prev × n), B = dZ (n × m). In
- * fp32 into da_prev and below's db; handed over in bf16, into below's
- * bf16 dZ and db copies. */
+/* dZ[below] (n_prev × m) = alpha (Wᵀ dZ) through below's g' (its ReLU
+ * mask, or GELU' of its Z), with db[below] = Σ over columns of it: op(A) =
+ * W read as column-major (n_prev × n), B = dZ (n × m). alpha is what makes
+ * dZ[below] divided by m (1/m, or 1 when dZ already is), so db[below] is
+ * final. In fp32 into da_prev and below's db; handed over in bf16, into
+ * below's bf16 dZ and db copies. */
 static nnlib_lt_product
 fused_backward_product(const nnlib_layer *layer,
                        const nnlib_layer_epilogue *below_record, const void *w,
-                       const void *dz, float *da_prev, size_t m) {
+                       const void *dz, float *da_prev, size_t m, float alpha) {
   const nnlib_layer *below = layer->below;
   const int n = (int)layer->units, n_prev = (int)layer->inputs;
   const bool bf16_output = below_record->bf16_output;
@@ -234,7 +235,7 @@ fused_backward_product(const nnlib_layer *layer,
       .bias = bf16_output ? below->bf16_bias_grad : (void *)below->bias_grad,
       .aux = below->pre_activation,
       .aux_ld = aux_ld(below_record->fused, below->units),
-      .alpha = 1.0f,
+      .alpha = alpha,
   };
   return product;
 }
@@ -258,7 +259,7 @@ static nn_status fusion_plan(nnlib_cuda_backend *cuda, nn_context *ctx,
   float *scratch = (float *)(uintptr_t)256;
   const nnlib_lt_product backward = fused_backward_product(
       above, record, converted(above, above->weights, above->bf16_weights),
-      converted(above, scratch, above->bf16_gradients), scratch, m);
+      converted(above, scratch, above->bf16_gradients), scratch, m, 1.0f);
   nnlib_lt_plan *backward_plan = NULL;
   nn_status status = nnlib_cuda_lt_plan(cuda, ctx, &backward, &backward_plan);
   if (status != NN_OK || !backward_plan)
@@ -323,18 +324,19 @@ static nn_status try_fused_forward(nnlib_cuda_backend *cuda, nn_context *ctx,
   return NN_OK;
 }
 
-/* dZ[below] and db[below] from the DRELU_BGRAD or DGELU_BGRAD product,
- * then db /= m (from its bf16 copy when handed over in bf16). The forward
- * pass made sure of the plan; one missing now means the scratch was not
- * as aligned as planned, which is a bug worth reporting. */
+/* dZ[below] and db[below], both divided by m, from the DRELU_BGRAD or
+ * DGELU_BGRAD product (alpha: see nnlib_cuda_dense_backward), and db
+ * converted from its bf16 copy when handed over in bf16. The forward pass
+ * made sure of the plan; one missing now means the scratch was not as
+ * aligned as planned, which is a bug worth reporting. */
 static nn_status fused_backward(nnlib_cuda_backend *cuda, nn_context *ctx,
                                 const nnlib_layer *layer, const void *dz,
-                                size_t m, float inverse_m, float *da_prev) {
+                                size_t m, float alpha, float *da_prev) {
   const void *w = converted(layer, layer->weights, layer->bf16_weights);
   const nnlib_layer *below = layer->below;
   const nnlib_layer_epilogue *below_record = below->epilogue;
   const nnlib_lt_product product =
-      fused_backward_product(layer, below_record, w, dz, da_prev, m);
+      fused_backward_product(layer, below_record, w, dz, da_prev, m, alpha);
   nnlib_lt_plan *plan = NULL;
   nn_status status = nnlib_cuda_lt_plan(cuda, ctx, &product, &plan);
   if (status == NN_OK && !plan)
@@ -347,14 +349,10 @@ static nn_status fused_backward(nnlib_cuda_backend *cuda, nn_context *ctx,
                            product.cols, product.inner);
   if (status == NN_OK)
     status = nnlib_cuda_lt_run(cuda, ctx, plan, &product);
-  if (status != NN_OK)
+  if (status != NN_OK || !below_record->bf16_output)
     return status;
-  if (below_record->bf16_output)
-    return nnlib_cuda_scale_from_bf16(cuda, ctx, below->bias_grad,
-                                      below->bf16_bias_grad, inverse_m,
-                                      below->units);
-  return nnlib_cuda_scale(&cuda->base, ctx, below->bias_grad, below->bias_grad,
-                          inverse_m, below->units);
+  return nnlib_cuda_scale_from_bf16(cuda, ctx, below->bias_grad,
+                                    below->bf16_bias_grad, 1.0f, below->units);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -392,12 +390,13 @@ nn_status nnlib_cuda_dense_forward(nnlib_backend *backend, nn_context *ctx,
 }
 
 /* dW = (1/m) dZ A_prevᵀ + (λ/m) W: with L2, dW starts as (λ/m) W and the
- * product is accumulated onto it (beta = 1), exactly as the CPU does.
+ * product is accumulated onto it (beta = 1), exactly as the CPU does. The
+ * product's alpha is scale: 1/m, or 1 for a dZ already divided by m.
  * a_prev and dz are the products' operands (bf16 copies with bf16). */
 static nn_status weight_gradient(nnlib_cuda_backend *cuda, nn_context *ctx,
                                  const nnlib_layer *layer, const void *a_prev,
                                  const void *dz, size_t m, float inverse_m,
-                                 float l2_lambda) {
+                                 float scale, float l2_lambda) {
   const int n = (int)layer->units, n_prev = (int)layer->inputs;
   float beta = 0.0f;
   if (l2_lambda > 0.0f) {
@@ -411,20 +410,20 @@ static nn_status weight_gradient(nnlib_cuda_backend *cuda, nn_context *ctx,
   /* dWᵀ (n_prev × n) = (1/m) A_prev (n_prev × m) · dZᵀ (m × n). */
   const gemm_shape shape = {CUBLAS_OP_N, CUBLAS_OP_T, n_prev, n,
                             (int)m,      n_prev,      n,      n_prev};
-  return gemm(cuda, ctx, layer->precision, &shape, inverse_m, a_prev, dz, beta,
+  return gemm(cuda, ctx, layer->precision, &shape, scale, a_prev, dz, beta,
               layer->weight_grad);
 }
 
-/* dA_prev (n_prev × m) = Wᵀ (n_prev × n) · dZ (n × m); dz is the product's
- * operand. */
+/* dA_prev (n_prev × m) = alpha Wᵀ (n_prev × n) · dZ (n × m); dz is the
+ * product's operand. */
 static nn_status input_gradient(nnlib_cuda_backend *cuda, nn_context *ctx,
                                 const nnlib_layer *layer, const void *dz,
-                                size_t m, float *da_prev) {
+                                size_t m, float alpha, float *da_prev) {
   const int n = (int)layer->units, n_prev = (int)layer->inputs;
   const void *w = converted(layer, layer->weights, layer->bf16_weights);
   const gemm_shape shape = {CUBLAS_OP_N, CUBLAS_OP_N, n_prev, (int)m,
                             n,           n_prev,      n,      n_prev};
-  return gemm(cuda, ctx, layer->precision, &shape, 1.0f, w, dz, 0.0f, da_prev);
+  return gemm(cuda, ctx, layer->precision, &shape, alpha, w, dz, 0.0f, da_prev);
 }
 
 nn_status nnlib_cuda_dense_backward(nnlib_backend *backend, nn_context *ctx,
@@ -436,21 +435,29 @@ nn_status nnlib_cuda_dense_backward(nnlib_backend *backend, nn_context *ctx,
   nn_status status = nnlib_cuda_use_device(cuda, ctx);
   if (status != NN_OK || m == 0)
     return status;
+  /* Only the output layer's dZ (A - Y) is whole: its products divide by
+   * m as they multiply (dW, db, and dA_prev), so every hidden layer's dA
+   * and dZ come divided already, and its products take them as they are.
+   * A fused backward product's db is then final, which saves the launches
+   * that would divide db alone. The CPU divides each layer's dW and db
+   * instead: the same up to rounding. */
+  const float scale = layer->above == NULL ? inverse_m : 1.0f;
   const void *x = converted(layer, a_prev, layer->bf16_inputs);
   const void *g = NULL;
   status = gradient_operand(cuda, ctx, layer, dz, m, &g);
   if (status == NN_OK)
-    status = weight_gradient(cuda, ctx, layer, x, g, m, inverse_m, l2_lambda);
+    status =
+        weight_gradient(cuda, ctx, layer, x, g, m, inverse_m, scale, l2_lambda);
   /* A layer that ran an epilogue got its db with its dZ, from the
    * backward product of the layer above. */
   if (status == NN_OK && layer->epilogue->fused == NNLIB_FUSED_NONE)
-    status = nnlib_cuda_bias_gradient(cuda, ctx, dz, layer->units, m, inverse_m,
+    status = nnlib_cuda_bias_gradient(cuda, ctx, dz, layer->units, m, scale,
                                       layer->bias_grad);
   if (status != NN_OK || !da_prev)
     return status;
   if (layer->below && layer->below->epilogue->fused != NNLIB_FUSED_NONE)
-    return fused_backward(cuda, ctx, layer, g, m, inverse_m, da_prev);
-  return input_gradient(cuda, ctx, layer, g, m, da_prev);
+    return fused_backward(cuda, ctx, layer, g, m, scale, da_prev);
+  return input_gradient(cuda, ctx, layer, g, m, scale, da_prev);
 }
 
 /* The scheduler's activation_backward: nothing to do for a layer whose dZ
