@@ -304,8 +304,19 @@ bool is_capturing(cudaStream_t stream) {
   return s->capture != nullptr;
 }
 
+/* NNEMU_TRACE=1: every piece of stream work is named on stderr as it is
+ * queued or captured ("nnemu trace: captured|queued <what>"), which counts
+ * what a step launches. */
+bool tracing() {
+  static const bool on = setting("NNEMU_TRACE", 0) != 0;
+  return on;
+}
+
 cudaError_t enqueue(cudaStream_t handle, operation op, const char *what) {
   CUstream_st *stream = resolve(handle);
+  if (tracing())
+    fprintf(stderr, "nnemu trace: %s %s\n",
+            is_capturing(handle) ? "captured" : "queued", what);
   if (stream == legacy_stream() && refused_during_capture(what))
     return cudaErrorStreamCaptureImplicit;
   std::unique_lock<std::mutex> lock(stream->mutex);
