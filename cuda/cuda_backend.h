@@ -193,7 +193,7 @@ nn_status nnlib_cuda_scale(nnlib_backend *backend, nn_context *ctx, float *dst,
 
 /* gather.cu */
 nn_status nnlib_cuda_gather_columns(nnlib_backend *backend, nn_context *ctx,
-                                    float *dst, const float *src, size_t rows,
+                                    const nnlib_gather_matrix matrices[2],
                                     const size_t *columns, size_t count);
 /* Frees the gather staging (backend destruction). */
 void nnlib_cuda_gather_release(nnlib_cuda_backend *cuda);

@@ -2,7 +2,7 @@
  * gather.cu — gather_columns for device-resident data: the batch's column
  * indices go from the host through a pinned staging slot to the device
  * (cudaMemcpyAsync on the compute stream), then one kernel copies the
- * columns.
+ * columns of both matrices (a batch's X and Y).
  *
  * The staging is a ring of NNLIB_CUDA_GATHER_SLOTS slots, each with an event
  * recorded after its copy: the host refills a slot only once the copy that
@@ -13,16 +13,25 @@
  */
 #include "kernel_common.cuh"
 
-/* dst (rows × count, column-major) = columns indices[0..count) of src
- * (rows × m). One thread per element of dst, grid-stride; consecutive
- * threads copy consecutive rows of one column (coalesced both ways). */
-static __global__ void gather_columns_kernel(float *dst, const float *src,
-                                             size_t rows,
+/* x_dst (x_rows × count, column-major) = columns indices[0..count) of
+ * x_src (x_rows × m), and the same of y (y_rows may be 0, its pointers
+ * NULL). One thread per element of the two, grid-stride, taken column by
+ * column of the stacked (x_rows + y_rows) × count: consecutive threads
+ * copy consecutive rows of one column (coalesced both ways). */
+static __global__ void gather_columns_kernel(float *x_dst, const float *x_src,
+                                             size_t x_rows, float *y_dst,
+                                             const float *y_src, size_t y_rows,
                                              const uint64_t *indices,
                                              size_t count) {
+  const size_t rows = x_rows + y_rows;
   NNLIB_GRID_STRIDE_LOOP(e, rows * count) {
     const size_t column = e / rows, row = e - column * rows;
-    dst[e] = src[indices[column] * rows + row];
+    const size_t source = indices[column];
+    if (row < x_rows)
+      x_dst[column * x_rows + row] = x_src[source * x_rows + row];
+    else
+      y_dst[column * y_rows + (row - x_rows)] =
+          y_src[source * y_rows + (row - x_rows)];
   }
 }
 
@@ -94,13 +103,14 @@ static nn_status stage_indices(nnlib_cuda_backend *cuda, nn_context *ctx,
   return status;
 }
 
-extern "C" nn_status nnlib_cuda_gather_columns(nnlib_backend *backend,
-                                               nn_context *ctx, float *dst,
-                                               const float *src, size_t rows,
-                                               const size_t *columns,
-                                               size_t count) {
+extern "C" nn_status
+nnlib_cuda_gather_columns(nnlib_backend *backend, nn_context *ctx,
+                          const nnlib_gather_matrix matrices[2],
+                          const size_t *columns, size_t count) {
   nnlib_cuda_backend *cuda = nnlib_cuda(backend);
   const uint64_t *indices = NULL;
+  const nnlib_gather_matrix x = matrices[0], y = matrices[1];
+  const size_t rows = x.rows + y.rows;
   nn_status status = nnlib_cuda_use_device(cuda, ctx);
   if (status != NN_OK || rows == 0 || count == 0)
     return status;
@@ -110,6 +120,8 @@ extern "C" nn_status nnlib_cuda_gather_columns(nnlib_backend *backend,
   if (status != NN_OK)
     return status;
   gather_columns_kernel<<<nnlib_cuda_blocks(rows * count), NNLIB_CUDA_THREADS,
-                          0, cuda->compute>>>(dst, src, rows, indices, count);
+                          0, cuda->compute>>>(
+      x.dst, x.src, x.rows, y.rows ? y.dst : NULL, y.rows ? y.src : NULL,
+      y.rows, indices, count);
   return NNLIB_CUDA_CHECK_LAUNCH(ctx, gather_columns_kernel);
 }

@@ -43,6 +43,13 @@ nnlib_optimizer_constants(const nnlib_optimizer_step *step) {
   return constants;
 }
 
+/* One matrix of a column gather (gather_columns). */
+typedef struct nnlib_gather_matrix {
+  float *dst;
+  const float *src;
+  size_t rows;
+} nnlib_gather_matrix;
+
 typedef struct nnlib_backend_ops {
   void (*destroy)(nnlib_backend *backend);
 
@@ -96,10 +103,11 @@ typedef struct nnlib_backend_ops {
                             nnlib_event *out);
   nn_status (*elapsed_ms)(nnlib_backend *backend, nn_context *ctx,
                           nnlib_event start, nnlib_event end, float *ms);
-  /* dst (rows × count) = the given columns of src (rows × m), both backend
-   * memory; columns is host memory. */
+  /* For each of the two matrices (a batch's X and Y; the second may have
+   * no rows): dst (rows × count) = the given columns of src (rows × m),
+   * both backend memory, in one pass; columns is host memory. */
   nn_status (*gather_columns)(nnlib_backend *backend, nn_context *ctx,
-                              float *dst, const float *src, size_t rows,
+                              const nnlib_gather_matrix matrices[2],
                               const size_t *columns, size_t count);
   /* Free and total backend memory in bytes (the CPU reports 0, 0: no
    * limit is known). */

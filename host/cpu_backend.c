@@ -462,12 +462,16 @@ static nn_status cpu_event_nothing(nnlib_backend *backend, nn_context *ctx,
 }
 
 static nn_status cpu_gather_columns(nnlib_backend *backend, nn_context *ctx,
-                                    float *dst, const float *src, size_t rows,
+                                    const nnlib_gather_matrix matrices[2],
                                     const size_t *columns, size_t count) {
   (void)backend;
   (void)ctx;
-  for (size_t j = 0; j < count; j++)
-    memcpy(dst + j * rows, src + columns[j] * rows, rows * sizeof(float));
+  for (int k = 0; k < 2; k++) {
+    const nnlib_gather_matrix *g = &matrices[k];
+    for (size_t j = 0; g->rows > 0 && j < count; j++)
+      memcpy(g->dst + j * g->rows, g->src + columns[j] * g->rows,
+             g->rows * sizeof(float));
+  }
   return NN_OK;
 }
 

@@ -431,14 +431,11 @@ static nn_status next_resident(nnlib_feeder *feeder, size_t batch,
     *targets = feeder->all_y + first * ny;
     return NN_OK;
   }
-  const nnlib_backend_ops *ops = feeder->backend->ops;
-  nn_status status =
-      ops->gather_columns(feeder->backend, feeder->ctx, feeder->gathered.x,
-                          feeder->all_x, nx, feeder->order + first, count);
-  if (status == NN_OK)
-    status =
-        ops->gather_columns(feeder->backend, feeder->ctx, feeder->gathered.y,
-                            feeder->all_y, ny, feeder->order + first, count);
+  const nnlib_gather_matrix matrices[2] = {
+      {feeder->gathered.x, feeder->all_x, nx},
+      {feeder->gathered.y, feeder->all_y, ny}};
+  nn_status status = feeder->backend->ops->gather_columns(
+      feeder->backend, feeder->ctx, matrices, feeder->order + first, count);
   *input = feeder->gathered.x;
   *targets = feeder->gathered.y;
   return status;

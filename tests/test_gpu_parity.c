@@ -895,9 +895,10 @@ Test(gpu_parity, gather_columns_matches_the_cpu) {
     float results[2][3 * 50];
     for (int b = 0; b < 2; b++) {
       const nnlib_backend_ops *ops = backends[b]->ops;
-      SUPPORT_OK(contexts[b],
-                 ops->gather_columns(backends[b], contexts[b], dst[b], src[b],
-                                     rows, columns, count));
+      const nnlib_gather_matrix matrices[2] = {{dst[b], src[b], rows},
+                                               {NULL, NULL, 0}};
+      SUPPORT_OK(contexts[b], ops->gather_columns(backends[b], contexts[b],
+                                                  matrices, columns, count));
       SUPPORT_OK(contexts[b], ops->download(backends[b], contexts[b],
                                             results[b], dst[b], rows * count));
     }
@@ -909,6 +910,52 @@ Test(gpu_parity, gather_columns_matches_the_cpu) {
     backends[b]->ops->release(backends[b], dst[b]);
   }
   free(source);
+  parity_close(&p);
+}
+
+/* A batch's X and Y in one gather, against the CPU's: both matrices of
+ * their own heights take the same columns. */
+Test(gpu_parity, gather_columns_takes_x_and_y_together) {
+  parity p = parity_open();
+  nnlib_backend *backends[2] = {p.gpu->backend, p.cpu->backend};
+  nn_context *contexts[2] = {p.gpu, p.cpu};
+  enum { x_rows = 5, y_rows = 2, m = 30, count = 17 };
+  support_rng rng = support_rng_seeded(21);
+  float *x_source = uniform_floats(&rng, x_rows * m, -1.0, 1.0);
+  float *y_source = uniform_floats(&rng, y_rows * m, -1.0, 1.0);
+  size_t columns[count];
+  for (size_t k = 0; k < count; k++)
+    columns[k] = (size_t)(support_rng_uniform(&rng) * (double)m) % m;
+  float results[2][(x_rows + y_rows) * count];
+  for (int b = 0; b < 2; b++) {
+    const nnlib_backend_ops *ops = backends[b]->ops;
+    float *device = NULL;
+    SUPPORT_OK(contexts[b],
+               ops->alloc(backends[b], contexts[b],
+                          (x_rows + y_rows) * (m + count), &device));
+    float *x_src = device, *y_src = device + x_rows * m;
+    float *x_dst = y_src + y_rows * m, *y_dst = x_dst + x_rows * count;
+    SUPPORT_OK(contexts[b], ops->upload(backends[b], contexts[b], x_src,
+                                        x_source, x_rows * m));
+    SUPPORT_OK(contexts[b], ops->upload(backends[b], contexts[b], y_src,
+                                        y_source, y_rows * m));
+    const nnlib_gather_matrix matrices[2] = {{x_dst, x_src, x_rows},
+                                             {y_dst, y_src, y_rows}};
+    SUPPORT_OK(contexts[b], ops->gather_columns(backends[b], contexts[b],
+                                                matrices, columns, count));
+    SUPPORT_OK(contexts[b], ops->download(backends[b], contexts[b], results[b],
+                                          x_dst, (x_rows + y_rows) * count));
+    ops->release(backends[b], device);
+  }
+  cr_assert_eq(memcmp(results[0], results[1], sizeof results[0]), 0,
+               "the paired gather differs from the CPU's");
+  for (size_t k = 0; k < count; k++) {
+    cr_assert_eq(results[1][k * x_rows], x_source[columns[k] * x_rows]);
+    cr_assert_eq(results[1][x_rows * count + k * y_rows + 1],
+                 y_source[columns[k] * y_rows + 1]);
+  }
+  free(x_source);
+  free(y_source);
   parity_close(&p);
 }
 
@@ -937,9 +984,10 @@ Test(gpu_parity, gather_columns_back_to_back) {
   for (size_t c = 0; c < calls; c++) {
     for (size_t k = 0; k < count; k++)
       columns[c][k] = (size_t)(support_rng_uniform(&rng) * (double)m) % m;
+    const nnlib_gather_matrix matrices[2] = {
+        {dst + c * (size_t)rows * count, src, rows}, {NULL, NULL, 0}};
     SUPPORT_OK(gpu,
-               ops->gather_columns(backend, gpu, dst + c * (size_t)rows * count,
-                                   src, rows, columns[c], count));
+               ops->gather_columns(backend, gpu, matrices, columns[c], count));
   }
   float *result = allocate_floats((size_t)rows * count * calls);
   SUPPORT_OK(gpu, ops->download(backend, gpu, result, dst,
