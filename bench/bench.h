@@ -85,13 +85,17 @@ typedef struct bench_memory_plan {
    * the optimizer's moments, the activation arena with its backward
    * scratch and block rounding, bf16 copies), plus the batch buffers
    * (streaming: two (n[0] + n[L]) × B uploads; resident: the whole data
-   * set plus one gathered batch). Not the cuBLAS workspace and the
+   * set plus one gathered batch, its Y only in bf16). Not the cuBLAS
+   * workspace and the
    * reduction scratch the context itself holds. */
   double library_layout;
 } bench_memory_plan;
 
+/* precision: in bf16 a resident batch's X is gathered into the model's own
+ * bf16 copy (counted in model_bytes), so only its Y has a buffer. */
 bench_memory_plan bench_plan_memory(const bench_model *model, size_t batch,
-                                    nn_optimizer optimizer, bool resident,
+                                    nn_optimizer optimizer,
+                                    nn_precision precision, bool resident,
                                     size_t examples, size_t model_bytes);
 
 /* ------------------------------------------------------------------------ */

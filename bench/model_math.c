@@ -51,7 +51,8 @@ static double optimizer_state_arenas(nn_optimizer optimizer) {
 }
 
 bench_memory_plan bench_plan_memory(const bench_model *model, size_t batch,
-                                    nn_optimizer optimizer, bool resident,
+                                    nn_optimizer optimizer,
+                                    nn_precision precision, bool resident,
                                     size_t examples, size_t model_bytes) {
   const double bytes = sizeof(float), b = (double)batch;
   const double parameters = (double)bench_parameter_count(model) * bytes;
@@ -64,11 +65,14 @@ bench_memory_plan bench_plan_memory(const bench_model *model, size_t batch,
   };
   plan.minimum = plan.parameters + plan.gradients + plan.optimizer_state +
                  plan.activations;
-  double batch_floats =
-      (double)(model->widths[0] + model->widths[model->layer_count]);
-  double batch_buffers = resident
-                             ? batch_floats * ((double)examples + b) * bytes
-                             : 2.0 * batch_floats * b * bytes;
+  const double x_rows = (double)model->widths[0];
+  const double y_rows = (double)model->widths[model->layer_count];
+  const double gathered_rows =
+      precision == NN_PRECISION_BF16 ? y_rows : x_rows + y_rows;
+  double batch_buffers =
+      resident
+          ? ((x_rows + y_rows) * (double)examples + gathered_rows * b) * bytes
+          : 2.0 * (x_rows + y_rows) * b * bytes;
   plan.library_layout = (double)model_bytes + batch_buffers;
   return plan;
 }

@@ -483,9 +483,10 @@ static void fill_report(bench_session *session, bench_report *report) {
   report->peak = bench_peak_tflops(
       session->environment.has_gpu ? session->environment.gpu.name : NULL,
       config->precision);
-  report->memory = bench_plan_memory(
-      &config->model, config->batch_size, config->optimizer,
-      measurement->data_resident, session->examples, session->model_bytes);
+  report->memory =
+      bench_plan_memory(&config->model, config->batch_size, config->optimizer,
+                        config->precision_kind, measurement->data_resident,
+                        session->examples, session->model_bytes);
   report->environment = &session->environment;
 }
 

@@ -87,11 +87,14 @@ static nn_status operand(nnlib_cuda_backend *cuda, nn_context *ctx,
 }
 
 /* A_prev's operand in the forward pass: with bf16 the copy the fused
- * product below wrote, when it handed over in bf16, else converted now. */
+ * product below wrote, when it handed over in bf16, or for layer 1 the
+ * copy the feeder gathered X into; else converted now. */
 static nn_status input_operand(nnlib_cuda_backend *cuda, nn_context *ctx,
                                const nnlib_layer *layer, const float *a_prev,
                                size_t m, const void **out) {
-  if (layer->below && layer->below->epilogue->bf16_output) {
+  const bool handed_over =
+      layer->below ? layer->below->epilogue->bf16_output : *layer->input_bf16;
+  if (handed_over) {
     *out = layer->bf16_inputs;
     return NN_OK;
   }

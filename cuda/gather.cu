@@ -13,14 +13,27 @@
  */
 #include "kernel_common.cuh"
 
-/* x_dst (x_rows × count, column-major) = columns indices[0..count) of
- * x_src (x_rows × m), and the same of y (y_rows may be 0, its pointers
- * NULL). One thread per element of the two, grid-stride, taken column by
- * column of the stacked (x_rows + y_rows) × count: consecutive threads
- * copy consecutive rows of one column (coalesced both ways). */
-static __global__ void gather_columns_kernel(float *x_dst, const float *x_src,
-                                             size_t x_rows, float *y_dst,
-                                             const float *y_src, size_t y_rows,
+#include <cuda_bf16.h>
+
+/* dst[index] = value, as a float or rounded to bf16 (nearest even). */
+static __device__ __forceinline__ void store(void *dst, bool bf16, size_t index,
+                                             float value) {
+  if (bf16)
+    ((__nv_bfloat16 *)dst)[index] = __float2bfloat16_rn(value);
+  else
+    ((float *)dst)[index] = value;
+}
+
+/* x_dst (x_rows × count, column-major; floats, or bf16 with x_bf16) =
+ * columns indices[0..count) of x_src (x_rows × m), and the same of y
+ * (y_rows may be 0, its pointers NULL). One thread per element of the two,
+ * grid-stride, taken column by column of the stacked (x_rows + y_rows) ×
+ * count: consecutive threads copy consecutive rows of one column
+ * (coalesced both ways). */
+static __global__ void gather_columns_kernel(void *x_dst, const float *x_src,
+                                             size_t x_rows, bool x_bf16,
+                                             void *y_dst, const float *y_src,
+                                             size_t y_rows, bool y_bf16,
                                              const uint64_t *indices,
                                              size_t count) {
   const size_t rows = x_rows + y_rows;
@@ -28,10 +41,10 @@ static __global__ void gather_columns_kernel(float *x_dst, const float *x_src,
     const size_t column = e / rows, row = e - column * rows;
     const size_t source = indices[column];
     if (row < x_rows)
-      x_dst[column * x_rows + row] = x_src[source * x_rows + row];
+      store(x_dst, x_bf16, column * x_rows + row, x_src[source * x_rows + row]);
     else
-      y_dst[column * y_rows + (row - x_rows)] =
-          y_src[source * y_rows + (row - x_rows)];
+      store(y_dst, y_bf16, column * y_rows + (row - x_rows),
+            y_src[source * y_rows + (row - x_rows)]);
   }
 }
 
@@ -121,7 +134,7 @@ nnlib_cuda_gather_columns(nnlib_backend *backend, nn_context *ctx,
     return status;
   gather_columns_kernel<<<nnlib_cuda_blocks(rows * count), NNLIB_CUDA_THREADS,
                           0, cuda->compute>>>(
-      x.dst, x.src, x.rows, y.rows ? y.dst : NULL, y.rows ? y.src : NULL,
-      y.rows, indices, count);
+      x.dst, x.src, x.rows, x.bf16, y.rows ? y.dst : NULL,
+      y.rows ? y.src : NULL, y.rows, y.bf16, indices, count);
   return NNLIB_CUDA_CHECK_LAUNCH(ctx, gather_columns_kernel);
 }

@@ -43,11 +43,13 @@ nnlib_optimizer_constants(const nnlib_optimizer_step *step) {
   return constants;
 }
 
-/* One matrix of a column gather (gather_columns). */
+/* One matrix of a column gather (gather_columns): dst holds floats, or
+ * with bf16 (CUDA only) bf16 rounded to nearest even. */
 typedef struct nnlib_gather_matrix {
-  float *dst;
+  void *dst;
   const float *src;
   size_t rows;
+  bool bf16;
 } nnlib_gather_matrix;
 
 typedef struct nnlib_backend_ops {

@@ -465,11 +465,15 @@ static nn_status cpu_gather_columns(nnlib_backend *backend, nn_context *ctx,
                                     const nnlib_gather_matrix matrices[2],
                                     const size_t *columns, size_t count) {
   (void)backend;
-  (void)ctx;
+  for (int k = 0; k < 2; k++)
+    if (matrices[k].bf16 && matrices[k].rows > 0)
+      return NNLIB_FAIL_CALL(ctx, NN_ERROR_UNSUPPORTED, "gather_columns",
+                             "the CPU backend gathers into fp32 only");
   for (int k = 0; k < 2; k++) {
     const nnlib_gather_matrix *g = &matrices[k];
+    float *dst = g->dst;
     for (size_t j = 0; g->rows > 0 && j < count; j++)
-      memcpy(g->dst + j * g->rows, g->src + columns[j] * g->rows,
+      memcpy(dst + j * g->rows, g->src + columns[j] * g->rows,
              g->rows * sizeof(float));
   }
   return NN_OK;

@@ -69,9 +69,12 @@ struct nnlib_feeder {
   size_t batch_size, batches; /* per epoch */
   bool resident;
 
-  /* Resident: the whole set, and one buffer for gathered batches. */
+  /* Resident: the whole set, and one buffer for gathered batches; with
+   * x_bf16, X goes to the model's layer 1 bf16 copy instead. */
   float *all_x, *all_y;
   device_buffer gathered;
+  nn_model *model;
+  bool x_bf16;
 
   /* Streaming: slots[0 .. slot_count), producers[0 .. producers_running). */
   staging_slot slots[MAX_SLOTS];
@@ -255,12 +258,15 @@ static void choose_producers(nnlib_feeder *feeder) {
     feeder->slot_count = 1;
 }
 
+/* X and Y of one batch; with_x false: Y only (X goes elsewhere). */
 static nn_status create_device_buffer(nnlib_feeder *feeder,
-                                      device_buffer *buffer) {
+                                      device_buffer *buffer, bool with_x) {
   const nnlib_backend_ops *ops = feeder->backend->ops;
   const size_t nx = feeder->data->input_width, ny = feeder->data->target_width;
-  nn_status status = ops->alloc(feeder->backend, feeder->ctx,
-                                nx * feeder->batch_size, &buffer->x);
+  nn_status status = NN_OK;
+  if (with_x)
+    status = ops->alloc(feeder->backend, feeder->ctx, nx * feeder->batch_size,
+                        &buffer->x);
   if (status == NN_OK)
     status = ops->alloc(feeder->backend, feeder->ctx, ny * feeder->batch_size,
                         &buffer->y);
@@ -285,7 +291,7 @@ static nn_status create_streaming(nnlib_feeder *feeder) {
       status = ops->event_create(feeder->backend, feeder->ctx, &slot->copied);
   }
   for (size_t d = 0; status == NN_OK && d < DEVICE_BUFFERS; d++)
-    status = create_device_buffer(feeder, &feeder->buffers[d]);
+    status = create_device_buffer(feeder, &feeder->buffers[d], true);
   return status;
 }
 
@@ -305,7 +311,7 @@ static nn_status create_resident(nnlib_feeder *feeder) {
     status = ops->upload(feeder->backend, feeder->ctx, feeder->all_y, data->y,
                          y_count);
   if (status == NN_OK)
-    status = create_device_buffer(feeder, &feeder->gathered);
+    status = create_device_buffer(feeder, &feeder->gathered, !feeder->x_bf16);
   return status;
 }
 
@@ -338,6 +344,7 @@ nn_status nnlib_feeder_create(nn_model *model, const nn_dataset *data,
     return status;
   feeder->ctx = model->ctx;
   feeder->backend = NNLIB_BACKEND(model);
+  feeder->model = model;
   feeder->data = data;
   feeder->batch_size = batch_size;
   feeder->batches = (data->example_count + batch_size - 1) / batch_size;
@@ -345,6 +352,10 @@ nn_status nnlib_feeder_create(nn_model *model, const nn_dataset *data,
   pthread_cond_init(&feeder->slot_freed, NULL);
   pthread_cond_init(&feeder->slot_filled, NULL);
   status = choose_resident(feeder, placement, &feeder->resident);
+  /* A bf16 model reads X only as its bf16 copy: resident batches go there
+   * at once, with the rounding its forward pass would apply. */
+  feeder->x_bf16 = feeder->resident && model->precision == NN_PRECISION_BF16 &&
+                   NNLIB_OPS(model)->to_bf16 != NULL;
   if (status == NN_OK)
     status =
         feeder->resident ? create_resident(feeder) : create_streaming(feeder);
@@ -391,6 +402,10 @@ bool nnlib_feeder_is_resident(const nnlib_feeder *feeder) {
   return feeder->resident;
 }
 
+bool nnlib_feeder_input_in_bf16(const nnlib_feeder *feeder) {
+  return feeder->x_bf16;
+}
+
 /* ------------------------------------------------------------------------ */
 /* Epochs and batches                                                        */
 /* ------------------------------------------------------------------------ */
@@ -421,22 +436,32 @@ size_t nnlib_feeder_staging_slots(const nnlib_feeder *feeder) {
   return feeder->slot_count;
 }
 
+/* In order, a batch is its columns of the resident copy (X converted
+ * into layer 1's bf16 copy with x_bf16); shuffled, X and Y are gathered
+ * (X the same way). The bf16 copy is looked up for each batch: the model
+ * may have reallocated it. */
 static nn_status next_resident(nnlib_feeder *feeder, size_t batch,
                                const float **input, const float **targets,
                                size_t count) {
   const size_t nx = feeder->data->input_width, ny = feeder->data->target_width;
   const size_t first = batch * feeder->batch_size;
+  const nnlib_backend_ops *ops = feeder->backend->ops;
+  void *x_bf16 = feeder->x_bf16 ? feeder->model->layers[0].bf16_inputs : NULL;
   if (!feeder->order) {
     *input = feeder->all_x + first * nx;
     *targets = feeder->all_y + first * ny;
-    return NN_OK;
+    return x_bf16 ? ops->to_bf16(feeder->backend, feeder->ctx, *input, x_bf16,
+                                 nx * count)
+                  : NN_OK;
   }
   const nnlib_gather_matrix matrices[2] = {
-      {feeder->gathered.x, feeder->all_x, nx},
-      {feeder->gathered.y, feeder->all_y, ny}};
-  nn_status status = feeder->backend->ops->gather_columns(
-      feeder->backend, feeder->ctx, matrices, feeder->order + first, count);
-  *input = feeder->gathered.x;
+      {x_bf16 ? x_bf16 : feeder->gathered.x, feeder->all_x, nx, x_bf16 != NULL},
+      {feeder->gathered.y, feeder->all_y, ny, false}};
+  nn_status status = ops->gather_columns(feeder->backend, feeder->ctx, matrices,
+                                         feeder->order + first, count);
+  /* With x_bf16 there is no fp32 X of the batch; the resident set stands
+   * in for it (the step reads the bf16 copy only). */
+  *input = x_bf16 ? feeder->all_x : feeder->gathered.x;
   *targets = feeder->gathered.y;
   return status;
 }

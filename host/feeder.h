@@ -16,7 +16,9 @@
  * more than 2 GiB of pinned memory (one at least).
  *
  * Resident: X and Y are copied to the backend once; batches are gathered
- * there (or, in order, simply pointed at).
+ * there (or, in order, simply pointed at). For a bf16 model X is gathered
+ * (or, in order, converted) straight into layer 1's bf16 A_prev copy, the
+ * only form of it the step reads.
  */
 #ifndef NN_FEEDER_H
 #define NN_FEEDER_H
@@ -35,6 +37,11 @@ nn_status nnlib_feeder_create(nn_model *model, const nn_dataset *data,
 void nnlib_feeder_destroy(nnlib_feeder *feeder);
 
 bool nnlib_feeder_is_resident(const nnlib_feeder *feeder);
+
+/* Whether next() gathers X straight into layer 1's bf16 A_prev copy
+ * (resident data for a bf16 model): the input it hands out is then not
+ * written, and the step must say so (nn_model.input_bf16). */
+bool nnlib_feeder_input_in_bf16(const nnlib_feeder *feeder);
 
 /* Starts delivering the epoch's batches first_batch, first_batch + 1, ...
  * in the given column order (NULL: in order). order must stay valid until

@@ -157,6 +157,9 @@ typedef struct nnlib_layer {
   void *bf16_inputs;    /* n[l-1] × capacity bf16: A_prev */
   void *bf16_gradients; /* max n[l] × capacity bf16: dZ, every other layer */
   void *bf16_bias_grad; /* max n[l] bf16: db from a fused product, shared */
+  /* Layer 1 only (NULL above): whether this pass's X is in bf16_inputs
+   * already (nn_model.input_bf16). */
+  const bool *input_bf16;
   /* The model's fusion setting (nn_model_set_fusion); the neighbouring
    * layers, which a fused backward product reaches into (NULL at the
    * ends); and what the last forward pass left (never NULL). */
@@ -222,7 +225,11 @@ struct nn_model {
    * marks it stale, and the next forward pass converts it. */
   void *bf16_parameters;
   bool bf16_parameters_current;
-  float *input;               /* A[0]: (n_x × capacity) */
+  float *input; /* A[0]: (n_x × capacity) */
+  /* Set by the training loop for one step: the feeder gathered the
+   * batch's X straight into layer 1's bf16 A_prev copy (bf16, resident
+   * data), so the forward pass neither converts nor reads the fp32 X. */
+  bool input_bf16;
   float *targets;             /* Y: (n[L] × capacity) */
   float *backward_scratch[2]; /* (max n[l] × capacity) each: dA / dZ */
 

@@ -130,6 +130,7 @@ static void link_layers(nn_model *model) {
     layer->above = l + 1 < model->layer_count ? &model->layers[l + 1] : NULL;
     layer->epilogue = &model->epilogues[l];
     layer->fusion = model->fusion;
+    layer->input_bf16 = l == 0 ? &model->input_bf16 : NULL;
   }
 }
 

@@ -895,8 +895,8 @@ Test(gpu_parity, gather_columns_matches_the_cpu) {
     float results[2][3 * 50];
     for (int b = 0; b < 2; b++) {
       const nnlib_backend_ops *ops = backends[b]->ops;
-      const nnlib_gather_matrix matrices[2] = {{dst[b], src[b], rows},
-                                               {NULL, NULL, 0}};
+      const nnlib_gather_matrix matrices[2] = {{dst[b], src[b], rows, false},
+                                               {NULL, NULL, 0, false}};
       SUPPORT_OK(contexts[b], ops->gather_columns(backends[b], contexts[b],
                                                   matrices, columns, count));
       SUPPORT_OK(contexts[b], ops->download(backends[b], contexts[b],
@@ -939,8 +939,8 @@ Test(gpu_parity, gather_columns_takes_x_and_y_together) {
                                         x_source, x_rows * m));
     SUPPORT_OK(contexts[b], ops->upload(backends[b], contexts[b], y_src,
                                         y_source, y_rows * m));
-    const nnlib_gather_matrix matrices[2] = {{x_dst, x_src, x_rows},
-                                             {y_dst, y_src, y_rows}};
+    const nnlib_gather_matrix matrices[2] = {{x_dst, x_src, x_rows, false},
+                                             {y_dst, y_src, y_rows, false}};
     SUPPORT_OK(contexts[b], ops->gather_columns(backends[b], contexts[b],
                                                 matrices, columns, count));
     SUPPORT_OK(contexts[b], ops->download(backends[b], contexts[b], results[b],
@@ -957,6 +957,72 @@ Test(gpu_parity, gather_columns_takes_x_and_y_together) {
   free(x_source);
   free(y_source);
   parity_close(&p);
+}
+
+/* bf16 bits of x rounded to nearest even (x finite). */
+static uint16_t bf16_bits(float x) {
+  uint32_t bits;
+  memcpy(&bits, &x, sizeof bits);
+  bits += 0x7fffu + ((bits >> 16) & 1u);
+  return (uint16_t)(bits >> 16);
+}
+
+/* X gathered into bf16 (a bf16 model's resident batches), Y beside it in
+ * fp32: X's elements are those columns rounded to nearest even. */
+Test(gpu_parity, gather_columns_rounds_x_into_bf16) {
+  nn_context *gpu = gpu_context_or_skip();
+  nnlib_backend *backend = gpu->backend;
+  const nnlib_backend_ops *ops = backend->ops;
+  enum { x_rows = 6, y_rows = 3, m = 25, count = 11 };
+  support_rng rng = support_rng_seeded(34);
+  float *x_source = uniform_floats(&rng, x_rows * m, -3.0, 3.0);
+  float *y_source = uniform_floats(&rng, y_rows * m, -1.0, 1.0);
+  size_t columns[count];
+  for (size_t k = 0; k < count; k++)
+    columns[k] = (size_t)(support_rng_uniform(&rng) * (double)m) % m;
+  float *device = NULL;
+  SUPPORT_OK(gpu, ops->alloc(backend, gpu,
+                             (x_rows + y_rows) * m + (x_rows + y_rows) * count,
+                             &device));
+  float *x_src = device, *y_src = x_src + x_rows * m;
+  float *y_dst = y_src + y_rows * m, *x_dst = y_dst + y_rows * count;
+  SUPPORT_OK(gpu, ops->upload(backend, gpu, x_src, x_source, x_rows * m));
+  SUPPORT_OK(gpu, ops->upload(backend, gpu, y_src, y_source, y_rows * m));
+  const nnlib_gather_matrix matrices[2] = {{x_dst, x_src, x_rows, true},
+                                           {y_dst, y_src, y_rows, false}};
+  SUPPORT_OK(gpu, ops->gather_columns(backend, gpu, matrices, columns, count));
+  /* x_rows × count bf16 take half as many floats. */
+  float y_result[y_rows * count], x_result[x_rows * count / 2 + 1];
+  SUPPORT_OK(gpu, ops->download(backend, gpu, y_result, y_dst, y_rows * count));
+  SUPPORT_OK(gpu, ops->download(backend, gpu, x_result, x_dst,
+                                (x_rows * count + 1) / 2));
+  uint16_t halves[x_rows * count];
+  memcpy(halves, x_result, sizeof halves);
+  for (size_t k = 0; k < count; k++) {
+    for (size_t r = 0; r < x_rows; r++)
+      cr_assert_eq(halves[k * x_rows + r],
+                   bf16_bits(x_source[columns[k] * x_rows + r]),
+                   "X column %zu row %zu", k, r);
+    for (size_t r = 0; r < y_rows; r++)
+      cr_assert_eq(y_result[k * y_rows + r], y_source[columns[k] * y_rows + r]);
+  }
+  ops->release(backend, device);
+  free(x_source);
+  free(y_source);
+  nn_context_destroy(gpu);
+}
+
+Test(gpu_parity, the_cpu_refuses_a_bf16_gather) {
+  nn_context *cpu = support_cpu_context();
+  float dst[4], src[4] = {1, 2, 3, 4};
+  const size_t one[1] = {0};
+  const nnlib_gather_matrix refused[2] = {{dst, src, 4, true},
+                                          {NULL, NULL, 0, false}};
+  cr_assert_eq(
+      cpu->backend->ops->gather_columns(cpu->backend, cpu, refused, one, 1),
+      NN_ERROR_UNSUPPORTED);
+  cr_assert_not_null(strstr(nn_context_last_error(cpu), "fp32 only"));
+  nn_context_destroy(cpu);
 }
 
 /* gather_columns issued back to back, 12 calls through the 4 pinned index
@@ -985,7 +1051,8 @@ Test(gpu_parity, gather_columns_back_to_back) {
     for (size_t k = 0; k < count; k++)
       columns[c][k] = (size_t)(support_rng_uniform(&rng) * (double)m) % m;
     const nnlib_gather_matrix matrices[2] = {
-        {dst + c * (size_t)rows * count, src, rows}, {NULL, NULL, 0}};
+        {dst + c * (size_t)rows * count, src, rows, false},
+        {NULL, NULL, 0, false}};
     SUPPORT_OK(gpu,
                ops->gather_columns(backend, gpu, matrices, columns[c], count));
   }
