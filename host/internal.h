@@ -251,7 +251,16 @@ struct nn_model {
   size_t forward_examples;  /* m of the last forward pass, 0 if none */
   bool forward_training;    /* whether it applied dropout */
   size_t backward_examples; /* m of the last backward pass, 0 if none */
+  /* nn_model_train is running on the model: its progress callback may
+   * read the model (predict, evaluate, save) but not change it
+   * (nnlib_refuse_while_training). */
+  bool training;
 };
+
+/* NN_ERROR_STATE naming `call` while nn_model_train runs on the model: a
+ * change from its progress callback would not reach the steps it replays
+ * as graphs, nor the run's own records of the parameters. */
+nn_status nnlib_refuse_while_training(nn_model *model, const char *call);
 
 /* Makes sure the activation arena holds at least `examples` columns. */
 nn_status nnlib_model_reserve(nn_model *model, size_t examples);

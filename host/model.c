@@ -374,6 +374,9 @@ static nn_status reserve_bf16_scratch(nn_model *model) {
 nn_status nn_model_set_precision(nn_model *model, nn_precision precision) {
   if (!model)
     return NN_ERROR_INVALID_ARGUMENT;
+  nn_status refused = nnlib_refuse_while_training(model, __func__);
+  if (refused != NN_OK)
+    return refused;
   if ((int)precision < 0 || precision >= NN_PRECISION_COUNT)
     return NNLIB_FAIL(model->ctx, NN_ERROR_INVALID_ARGUMENT,
                       "unknown precision %d", (int)precision);
@@ -399,6 +402,9 @@ nn_precision nn_model_precision(const nn_model *model) {
 nn_status nn_model_set_fusion(nn_model *model, nn_fusion fusion) {
   if (!model)
     return NN_ERROR_INVALID_ARGUMENT;
+  nn_status refused = nnlib_refuse_while_training(model, __func__);
+  if (refused != NN_OK)
+    return refused;
   if ((int)fusion < 0 || fusion >= NN_FUSION_COUNT)
     return NNLIB_FAIL(model->ctx, NN_ERROR_INVALID_ARGUMENT,
                       "unknown fusion setting %d (auto or off)", (int)fusion);
@@ -544,6 +550,9 @@ static nn_status draw_normal_parameters(nn_model *model, nn_init init,
 nn_status nn_model_reset_optimizer(nn_model *model) {
   if (!model)
     return NN_ERROR_INVALID_ARGUMENT;
+  nn_status refused = nnlib_refuse_while_training(model, __func__);
+  if (refused != NN_OK)
+    return refused;
   float *const moments[2] = {model->first_moment, model->second_moment};
   nn_status status = NN_OK;
   for (size_t k = 0; status == NN_OK && k < 2; k++)
@@ -571,6 +580,15 @@ nn_status nnlib_model_prepare_optimizer(nn_model *model, nn_optimizer kind) {
   return status;
 }
 
+nn_status nnlib_refuse_while_training(nn_model *model, const char *call) {
+  if (!model->training)
+    return NN_OK;
+  return NNLIB_FAIL_CALL(model->ctx, NN_ERROR_STATE, call,
+                         "the model is being trained: nn_model_train's "
+                         "progress callback may predict, evaluate and save "
+                         "it, not change it (stop, change, then resume)");
+}
+
 nn_status nnlib_model_prepare_bf16_parameters(nn_model *model) {
   if (model->precision != NN_PRECISION_BF16 || model->bf16_parameters_current)
     return NN_OK;
@@ -594,6 +612,9 @@ static nn_status parameters_changed(nn_model *model) {
 nn_status nn_model_init(nn_model *model, nn_init init, uint64_t seed) {
   if (!model)
     return NN_ERROR_INVALID_ARGUMENT;
+  nn_status refused = nnlib_refuse_while_training(model, __func__);
+  if (refused != NN_OK)
+    return refused;
   if ((int)init < 0 || init >= NN_INIT_COUNT)
     return NNLIB_FAIL(model->ctx, NN_ERROR_INVALID_ARGUMENT,
                       "unknown initialization %d", (int)init);
@@ -673,6 +694,9 @@ nn_status nn_model_set_layer_parameters(nn_model *model, size_t layer,
                                         const float *bias) {
   if (!model)
     return NN_ERROR_INVALID_ARGUMENT;
+  nn_status refused = nnlib_refuse_while_training(model, __func__);
+  if (refused != NN_OK)
+    return refused;
   const char *call = __func__;
   nn_status status = check_layer_index(model, layer, call);
   if (status != NN_OK)
@@ -710,6 +734,9 @@ nn_status nn_model_set_parameters(nn_model *model, const float *values,
                                   size_t count) {
   if (!model)
     return NN_ERROR_INVALID_ARGUMENT;
+  nn_status refused = nnlib_refuse_while_training(model, __func__);
+  if (refused != NN_OK)
+    return refused;
   if (!values || count != model->parameter_count)
     return NNLIB_FAIL(model->ctx, NN_ERROR_SHAPE_MISMATCH,
                       "need %zu floats, got %zu%s", model->parameter_count,

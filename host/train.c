@@ -483,7 +483,11 @@ nn_status nn_model_train(nn_model *model, const nn_dataset *train,
                                  "nn_model_train");
   if (status != NN_OK)
     return status;
+  status = nnlib_refuse_while_training(model, "nn_model_train");
+  if (status != NN_OK)
+    return status;
   training_run run = {.model = model, .options = options};
+  model->training = true;
   status = prepare_run(&run, train);
   if (status == NN_OK)
     status = start_position(&run);
@@ -495,6 +499,7 @@ nn_status nn_model_train(nn_model *model, const nn_dataset *train,
                "the progress callback stopped training after %zu "
                "iteration(s)",
                run.position.iteration);
+  model->training = false;
   if (status == NN_OK && run.best_parameters)
     status = restore_parameters(model, run.best_parameters);
   if (status != NN_OK && status != NN_ERROR_STOPPED && run.initial_parameters)

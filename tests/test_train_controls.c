@@ -8,8 +8,10 @@
 
 #include <math.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* 300 batches of 4: more than the scheduler's step log holds, so the log
  * fills (and is read) within an epoch. */
@@ -251,4 +253,93 @@ Test(train_controls, step_times_cover_the_updates_of_the_call) {
   cr_assert_eq(train_fresh(options, &run), NN_OK);
   cr_assert_eq(run.summary.steps_timed, 3);
   cr_assert_eq(times[3], -1.0f);
+}
+
+/* ------------------------------------------------------------------------ */
+/* A progress callback may read the model, not change it                    */
+/* ------------------------------------------------------------------------ */
+
+typedef struct meddler {
+  nn_context *ctx;
+  nn_model *model;
+  const nn_dataset *data;
+  nn_status changes[9]; /* what each change returned, at the first report */
+  char first_error[256];
+  nn_status predicted, saved;
+  int calls;
+} meddler;
+
+static int meddle(const nn_progress *progress, void *user_data) {
+  (void)progress;
+  meddler *m = user_data;
+  if (m->calls++ > 0)
+    return 0;
+  nn_model *model = m->model;
+  size_t count = nn_model_parameter_count(model);
+  float *parameters = calloc(count, sizeof(float));
+  float weights[5 * 4] = {0};
+  const nn_optimizer_settings gd = {NN_OPTIMIZER_GD, 0.9f, 0.999f, 1e-8f};
+  nn_train_options options;
+  nn_train_options_default(&options);
+  m->changes[0] = nn_model_set_parameters(model, parameters, count);
+  snprintf(m->first_error, sizeof m->first_error, "%s",
+           nn_context_last_error(m->ctx));
+  m->changes[1] = nn_model_set_layer_parameters(model, 1, weights, NULL);
+  m->changes[2] = nn_model_init(model, NN_INIT_HE, 1);
+  m->changes[3] = nn_model_set_precision(model, NN_PRECISION_FP32);
+  m->changes[4] = nn_model_set_fusion(model, NN_FUSION_OFF);
+  m->changes[5] = nn_model_reset_optimizer(model);
+  m->changes[6] = nn_model_update(model, &gd, 0.1f);
+  m->changes[7] = nn_model_load_parameters(model, "/nonexistent.safetensors");
+  m->changes[8] = nn_model_train(model, m->data, &options, NULL);
+  /* Reading is fine. */
+  float x[4] = {0.1f, 0.2f, 0.3f, 0.4f}, yhat;
+  m->predicted = nn_model_predict(model, x, 1, &yhat);
+  char path[] = "/tmp/nn_meddle_XXXXXX";
+  int fd = mkstemp(path);
+  cr_assert_geq(fd, 0);
+  close(fd);
+  m->saved = nn_model_save(model, path, NULL, NULL);
+  remove(path);
+  free(parameters);
+  return 0;
+}
+
+/* Every change from the callback is refused with NN_ERROR_STATE, saying
+ * why, and changes nothing: the run ends with the parameters of an
+ * undisturbed run. Predicting and saving work. */
+Test(train_controls, a_callback_cannot_change_the_model_in_training) {
+  static trained undisturbed;
+  nn_train_options options = make_options(&undisturbed.log, 50);
+  cr_assert_eq(train_fresh(options, &undisturbed), NN_OK);
+
+  nn_context *ctx = support_cpu_context();
+  nn_dataset *data = make_data(ctx);
+  nn_model *model = make_model(ctx);
+  static meddler m;
+  m.ctx = ctx;
+  m.model = model;
+  m.data = data;
+  options.callback = meddle;
+  options.callback_user_data = &m;
+  nn_train_summary summary;
+  SUPPORT_OK(ctx, nn_model_train(model, data, &options, &summary));
+  cr_assert_gt(m.calls, 0);
+  for (size_t k = 0; k < sizeof m.changes / sizeof m.changes[0]; k++)
+    cr_assert_eq(m.changes[k], NN_ERROR_STATE, "change %zu returned %s", k,
+                 nn_status_str(m.changes[k]));
+  cr_assert_not_null(strstr(m.first_error, "being trained"), "%s",
+                     m.first_error);
+  cr_assert_eq(m.predicted, NN_OK);
+  cr_assert_eq(m.saved, NN_OK);
+  float parameters[sizeof undisturbed.parameters / sizeof(float)];
+  SUPPORT_OK(ctx, nn_model_get_parameters(model, parameters,
+                                          nn_model_parameter_count(model)));
+  cr_assert_eq(memcmp(parameters, undisturbed.parameters, sizeof parameters), 0,
+               "the refused changes changed the run");
+  /* After the run the model is the caller's again. */
+  SUPPORT_OK(ctx, nn_model_set_fusion(model, NN_FUSION_OFF));
+  nn_model_destroy(model);
+  nn_dataset_destroy(data);
+  nn_context_destroy(ctx);
 }
