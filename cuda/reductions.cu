@@ -222,9 +222,20 @@ static unsigned blocks_for_sum(size_t count) {
   return blocks == 0 ? 1 : (unsigned)blocks;
 }
 
-/* Stage 2 into *sum (device memory); nothing waits for it. */
+/* Where stage 1 writes: the partials, or with a single block *sum itself
+ * — stage 2 of one partial would add only zeros to it, so the bits are the
+ * same and a launch is saved (a small batch's cost). */
+static double *stage_one_output(nnlib_cuda_backend *cuda, unsigned blocks,
+                                double *sum) {
+  return blocks == 1 ? sum : cuda->reduction_scratch;
+}
+
+/* Stage 2 into *sum (device memory), unless stage 1 wrote it; nothing
+ * waits for it. */
 static nn_status finish_sum(nnlib_cuda_backend *cuda, nn_context *ctx,
                             unsigned blocks, double *sum) {
+  if (blocks == 1)
+    return NN_OK;
   sum_partials_kernel<<<1, NNLIB_CUDA_THREADS, 0, cuda->compute>>>(
       cuda->reduction_scratch, blocks, sum);
   return NNLIB_CUDA_CHECK_LAUNCH(ctx, sum_partials_kernel);
@@ -242,7 +253,7 @@ static nn_status elementwise_sum(nnlib_cuda_backend *cuda, nn_context *ctx,
                                  const float *y, size_t count, double *sum) {
   const unsigned blocks = blocks_for_sum(count);
   elementwise_sum_kernel<<<blocks, NNLIB_CUDA_THREADS, 0, cuda->compute>>>(
-      term, x, y, count, cuda->reduction_scratch);
+      term, x, y, count, stage_one_output(cuda, blocks, sum));
   nn_status status = NNLIB_CUDA_CHECK_LAUNCH(ctx, elementwise_sum_kernel);
   return status == NN_OK ? finish_sum(cuda, ctx, blocks, sum) : status;
 }
@@ -253,8 +264,8 @@ static nn_status categorical_cross_entropy_sum(nnlib_cuda_backend *cuda,
                                                size_t m, double *sum) {
   const unsigned blocks = blocks_for_sum(m);
   categorical_cross_entropy_kernel<<<blocks, NNLIB_CUDA_THREADS, 0,
-                                     cuda->compute>>>(z, y, n, m,
-                                                      cuda->reduction_scratch);
+                                     cuda->compute>>>(
+      z, y, n, m, stage_one_output(cuda, blocks, sum));
   nn_status status =
       NNLIB_CUDA_CHECK_LAUNCH(ctx, categorical_cross_entropy_kernel);
   return status == NN_OK ? finish_sum(cuda, ctx, blocks, sum) : status;
