@@ -135,6 +135,7 @@ static const nnlib_backend_ops cuda_ops = {
     .dense_forward = nnlib_cuda_dense_forward,
     .dropout_forward = nnlib_cuda_dropout_forward,
     .loss_sum = nnlib_cuda_loss_sum,
+    .loss_sum_and_gradient = nnlib_cuda_loss_sum_and_gradient,
     .output_gradient = nnlib_cuda_output_gradient,
     .activation_backward = nnlib_cuda_layer_activation_backward,
     .dense_backward = nnlib_cuda_dense_backward,

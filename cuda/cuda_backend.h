@@ -305,6 +305,12 @@ nn_status nnlib_cuda_bias_gradient(nnlib_cuda_backend *cuda, nn_context *ctx,
 nn_status nnlib_cuda_loss_sum(nnlib_backend *backend, nn_context *ctx,
                               nn_loss loss, const nnlib_layer *output,
                               const float *y, size_t m, double *sum);
+/* The same, and dZ[L] = A - Y into dz in the same kernel. */
+nn_status nnlib_cuda_loss_sum_and_gradient(nnlib_backend *backend,
+                                           nn_context *ctx, nn_loss loss,
+                                           const nnlib_layer *output,
+                                           const float *y, size_t m,
+                                           double *sum, float *dz);
 nn_status nnlib_cuda_sum_squares(nnlib_backend *backend, nn_context *ctx,
                                  const float *x, size_t count, double *sum);
 

@@ -158,15 +158,20 @@ static __device__ double elementwise_term_value(enum elementwise_term term,
 }
 
 /* Stage 1: partials[blockIdx.x] = Σ of the term over this block's
- * grid-stride share of x (count) and y (count). Grid: blocks_for_sum(count)
- * blocks of NNLIB_CUDA_THREADS; each thread sums its elements in index
- * order, then the block sums its threads (block_sum). */
+ * grid-stride share of x (count) and y (count); with dz (a loss in a
+ * training step) also dz = a - y, dZ[L] as output_gradient_kernel writes
+ * it. Grid: blocks_for_sum(count) blocks of NNLIB_CUDA_THREADS; each
+ * thread sums its elements in index order, then the block sums its
+ * threads (block_sum). */
 static __global__ void elementwise_sum_kernel(enum elementwise_term term,
                                               const float *x, const float *y,
-                                              size_t count, double *partials) {
+                                              size_t count, const float *a,
+                                              float *dz, double *partials) {
   double total = 0.0;
   NNLIB_GRID_STRIDE_LOOP(k, count) {
     total += elementwise_term_value(term, x[k], y, k);
+    if (dz)
+      dz[k] = a[k] - y[k];
   }
   total = block_sum(total);
   if (threadIdx.x == 0)
@@ -175,13 +180,14 @@ static __global__ void elementwise_sum_kernel(enum elementwise_term term,
 
 /* Stage 1 of the categorical cross-entropy: one thread per column j of
  * Z, Y (n × m) computes -Σ_i y_ij (z_ij - logsumexp(z_:j)) in double, as
- * the CPU does; the block sums its threads into partials[blockIdx.x].
- * Grid: blocks_for_sum(m) blocks of NNLIB_CUDA_THREADS, grid-stride over
+ * the CPU does, and with dz (a training step) the column of dZ[L] = A - Y;
+ * the block sums its threads into partials[blockIdx.x]. Grid:
+ * blocks_for_sum(m) blocks of NNLIB_CUDA_THREADS, grid-stride over
  * columns. */
-static __global__ void categorical_cross_entropy_kernel(const float *z,
-                                                        const float *y,
-                                                        size_t n, size_t m,
-                                                        double *partials) {
+static __global__ void
+categorical_cross_entropy_kernel(const float *z, const float *y, size_t n,
+                                 size_t m, const float *a, float *dz,
+                                 double *partials) {
   double total = 0.0;
   NNLIB_GRID_STRIDE_LOOP(j, m) {
     const float *zc = z + j * n, *yc = y + j * n;
@@ -194,6 +200,8 @@ static __global__ void categorical_cross_entropy_kernel(const float *z,
     const double log_sum_exp = max + log(sum_exp);
     for (size_t i = 0; i < n; i++)
       total -= (double)yc[i] * (zc[i] - log_sum_exp);
+    for (size_t i = 0; dz && i < n; i++)
+      dz[j * n + i] = a[j * n + i] - yc[i];
   }
   total = block_sum(total);
   if (threadIdx.x == 0)
@@ -248,27 +256,53 @@ static nn_status zero_sum(nnlib_cuda_backend *cuda, nn_context *ctx,
                           cudaMemsetAsync(sum, 0, sizeof *sum, cuda->compute));
 }
 
+/* Σ of the term over x and y (count), and with dz also dz = a - y. */
 static nn_status elementwise_sum(nnlib_cuda_backend *cuda, nn_context *ctx,
                                  enum elementwise_term term, const float *x,
-                                 const float *y, size_t count, double *sum) {
+                                 const float *y, size_t count, const float *a,
+                                 float *dz, double *sum) {
   const unsigned blocks = blocks_for_sum(count);
   elementwise_sum_kernel<<<blocks, NNLIB_CUDA_THREADS, 0, cuda->compute>>>(
-      term, x, y, count, stage_one_output(cuda, blocks, sum));
+      term, x, y, count, a, dz, stage_one_output(cuda, blocks, sum));
   nn_status status = NNLIB_CUDA_CHECK_LAUNCH(ctx, elementwise_sum_kernel);
   return status == NN_OK ? finish_sum(cuda, ctx, blocks, sum) : status;
 }
 
 static nn_status categorical_cross_entropy_sum(nnlib_cuda_backend *cuda,
-                                               nn_context *ctx, const float *z,
-                                               const float *y, size_t n,
-                                               size_t m, double *sum) {
+                                               nn_context *ctx,
+                                               const nnlib_layer *output,
+                                               const float *y, size_t m,
+                                               float *dz, double *sum) {
   const unsigned blocks = blocks_for_sum(m);
   categorical_cross_entropy_kernel<<<blocks, NNLIB_CUDA_THREADS, 0,
                                      cuda->compute>>>(
-      z, y, n, m, stage_one_output(cuda, blocks, sum));
+      output->pre_activation, y, output->units, m, output->activation_out, dz,
+      stage_one_output(cuda, blocks, sum));
   nn_status status =
       NNLIB_CUDA_CHECK_LAUNCH(ctx, categorical_cross_entropy_kernel);
   return status == NN_OK ? finish_sum(cuda, ctx, blocks, sum) : status;
+}
+
+/* The loss sum, and with dz dZ[L] = A - Y in the same pass. */
+static nn_status loss_pass(nnlib_backend *backend, nn_context *ctx,
+                           nn_loss loss, const nnlib_layer *output,
+                           const float *y, size_t m, double *sum, float *dz) {
+  nnlib_cuda_backend *cuda = nnlib_cuda(backend);
+  const size_t n = output->units;
+  nn_status status = nnlib_cuda_use_device(cuda, ctx);
+  if (status != NN_OK || m == 0 || n == 0)
+    return status == NN_OK ? zero_sum(cuda, ctx, sum) : status;
+  const float *a = output->activation_out;
+  switch (loss) {
+  case NN_LOSS_BINARY_CROSS_ENTROPY:
+    return elementwise_sum(cuda, ctx, TERM_BINARY_CROSS_ENTROPY,
+                           output->pre_activation, y, n * m, a, dz, sum);
+  case NN_LOSS_CATEGORICAL_CROSS_ENTROPY:
+    return categorical_cross_entropy_sum(cuda, ctx, output, y, m, dz, sum);
+  default:
+    return elementwise_sum(cuda, ctx, TERM_HALF_SQUARED_ERROR, a, y, n * m, a,
+                           dz, sum);
+  }
 }
 
 extern "C" nn_status nnlib_cuda_loss_sum(nnlib_backend *backend,
@@ -276,22 +310,16 @@ extern "C" nn_status nnlib_cuda_loss_sum(nnlib_backend *backend,
                                          const nnlib_layer *output,
                                          const float *y, size_t m,
                                          double *sum) {
-  nnlib_cuda_backend *cuda = nnlib_cuda(backend);
-  const size_t n = output->units;
-  nn_status status = nnlib_cuda_use_device(cuda, ctx);
-  if (status != NN_OK || m == 0 || n == 0)
-    return status == NN_OK ? zero_sum(cuda, ctx, sum) : status;
-  switch (loss) {
-  case NN_LOSS_BINARY_CROSS_ENTROPY:
-    return elementwise_sum(cuda, ctx, TERM_BINARY_CROSS_ENTROPY,
-                           output->pre_activation, y, n * m, sum);
-  case NN_LOSS_CATEGORICAL_CROSS_ENTROPY:
-    return categorical_cross_entropy_sum(cuda, ctx, output->pre_activation, y,
-                                         n, m, sum);
-  default:
-    return elementwise_sum(cuda, ctx, TERM_HALF_SQUARED_ERROR,
-                           output->activation_out, y, n * m, sum);
-  }
+  return loss_pass(backend, ctx, loss, output, y, m, sum, NULL);
+}
+
+extern "C" nn_status nnlib_cuda_loss_sum_and_gradient(nnlib_backend *backend,
+                                                      nn_context *ctx,
+                                                      nn_loss loss,
+                                                      const nnlib_layer *output,
+                                                      const float *y, size_t m,
+                                                      double *sum, float *dz) {
+  return loss_pass(backend, ctx, loss, output, y, m, sum, dz);
 }
 
 extern "C" nn_status nnlib_cuda_sum_squares(nnlib_backend *backend,
@@ -301,5 +329,6 @@ extern "C" nn_status nnlib_cuda_sum_squares(nnlib_backend *backend,
   nn_status status = nnlib_cuda_use_device(cuda, ctx);
   if (status != NN_OK || count == 0)
     return status == NN_OK ? zero_sum(cuda, ctx, sum) : status;
-  return elementwise_sum(cuda, ctx, TERM_SQUARE, x, NULL, count, sum);
+  return elementwise_sum(cuda, ctx, TERM_SQUARE, x, NULL, count, NULL, NULL,
+                         sum);
 }

@@ -156,6 +156,12 @@ typedef struct nnlib_backend_ops {
   nn_status (*loss_sum)(nnlib_backend *backend, nn_context *ctx, nn_loss loss,
                         const nnlib_layer *output, const float *y, size_t m,
                         double *sum);
+  /* loss_sum and output_gradient in one pass over A, Z and Y, with the bits
+   * of each (a training step needs both); NULL on a backend without it. */
+  nn_status (*loss_sum_and_gradient)(nnlib_backend *backend, nn_context *ctx,
+                                     nn_loss loss, const nnlib_layer *output,
+                                     const float *y, size_t m, double *sum,
+                                     float *dz);
 
   /* dZ[L] = A[L] - Y (n × m): the gradient of every supported output+loss
    * pair with respect to Z[L], per example (the 1/m comes in dW, db). */

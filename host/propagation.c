@@ -45,12 +45,23 @@ nn_status nnlib_forward(nn_model *model, const float *input, size_t m,
   return status;
 }
 
-nn_status nnlib_cost_record(nn_model *model, const float *targets, size_t m,
-                            float l2_lambda, double *record) {
+/* nnlib_cost_record; with dz (a training step), also dZ[L] = A - Y into
+ * dz where the backend does both in one pass (*gradient_done says whether
+ * it did). */
+static nn_status cost_record(nn_model *model, const float *targets, size_t m,
+                             float l2_lambda, double *record, float *dz,
+                             bool *gradient_done) {
   nnlib_backend *backend = NNLIB_BACKEND(model);
-  nn_status status =
-      backend->ops->loss_sum(backend, model->ctx, model->loss,
-                             output_layer(model), targets, m, &record[0]);
+  nn_status status;
+  *gradient_done = dz && backend->ops->loss_sum_and_gradient;
+  if (*gradient_done)
+    status = backend->ops->loss_sum_and_gradient(
+        backend, model->ctx, model->loss, output_layer(model), targets, m,
+        &record[0], dz);
+  else
+    status =
+        backend->ops->loss_sum(backend, model->ctx, model->loss,
+                               output_layer(model), targets, m, &record[0]);
   for (size_t l = 0;
        status == NN_OK && l2_lambda > 0.0f && l < model->layer_count; l++) {
     const nnlib_layer *layer = &model->layers[l];
@@ -59,6 +70,13 @@ nn_status nnlib_cost_record(nn_model *model, const float *targets, size_t m,
                                   layer->units * layer->inputs, &record[1 + l]);
   }
   return status;
+}
+
+nn_status nnlib_cost_record(nn_model *model, const float *targets, size_t m,
+                            float l2_lambda, double *record) {
+  bool gradient_done = false;
+  return cost_record(model, targets, m, l2_lambda, record, NULL,
+                     &gradient_done);
 }
 
 double nnlib_cost_of_record(const nn_model *model, const double *record,
@@ -121,14 +139,18 @@ static nnlib_layer backward_view(const nn_model *model, size_t l) {
 
 /* dZ[L] = A[L] - Y, then for l = L..1: dW, db, dA[l-1]; dZ[l-1] = dA[l-1] *
  * g'(Z[l-1]). dZ/dA live in two scratch buffers used alternately. */
-nn_status nnlib_backward(nn_model *model, const float *targets, size_t m,
-                         float l2_lambda) {
+/* Backward propagation from dZ[L] in backward_scratch[0], which
+ * gradient_done says is there already (else it is A - Y, made now). */
+static nn_status backward(nn_model *model, const float *targets, size_t m,
+                          float l2_lambda, bool gradient_done) {
   nnlib_backend *backend = NNLIB_BACKEND(model);
   nn_context *ctx = model->ctx;
   size_t current = 0;
   float *dz = model->backward_scratch[current];
-  nn_status status = backend->ops->output_gradient(
-      backend, ctx, output_layer(model), targets, m, dz);
+  nn_status status = NN_OK;
+  if (!gradient_done)
+    status = backend->ops->output_gradient(backend, ctx, output_layer(model),
+                                           targets, m, dz);
   if (status == NN_OK)
     status = mark(model, NNLIB_PHASE_BACKWARD, model->layer_count + 1);
   for (size_t l = model->layer_count; status == NN_OK && l-- > 0;) {
@@ -148,6 +170,11 @@ nn_status nnlib_backward(nn_model *model, const float *targets, size_t m,
   }
   model->backward_examples = status == NN_OK ? m : 0;
   return status;
+}
+
+nn_status nnlib_backward(nn_model *model, const float *targets, size_t m,
+                         float l2_lambda) {
+  return backward(model, targets, m, l2_lambda, false);
 }
 
 nn_status nnlib_check_optimizer(nn_context *ctx, const char *call,
@@ -228,12 +255,15 @@ nn_status nnlib_step_body(nn_model *model, const float *input,
                           const float *targets, size_t m, float l2_lambda,
                           double *record) {
   nn_status status = nnlib_forward(model, input, m, true);
+  /* The loss and dZ[L] = A - Y in one pass where the backend can. */
+  bool gradient_done = false;
   if (status == NN_OK)
-    status = nnlib_cost_record(model, targets, m, l2_lambda, record);
+    status = cost_record(model, targets, m, l2_lambda, record,
+                         model->backward_scratch[0], &gradient_done);
   if (status == NN_OK)
     status = mark(model, NNLIB_PHASE_COST, 0);
   if (status == NN_OK)
-    status = nnlib_backward(model, targets, m, l2_lambda);
+    status = backward(model, targets, m, l2_lambda, gradient_done);
   if (status == NN_OK)
     status = nnlib_apply_update(model);
   if (status == NN_OK)
