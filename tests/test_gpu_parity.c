@@ -668,6 +668,7 @@ typedef struct training_case {
   float dropout, l2_lambda, decay_rate;
   size_t batch_size;
   double validation_fraction;
+  nn_loss loss;
 } training_case;
 
 typedef struct training_result {
@@ -686,13 +687,20 @@ static int record_epoch_cost(const nn_progress *progress, void *user_data) {
   return 0;
 }
 
-/* The course's planar "flower" data (2 × 400), a 2-8-4-1 network,
- * initialized from the seed on ctx's own generator, trained 20 epochs. */
+/* The course's planar "flower" data (2 × 400), a 2-8-4-1 network (2-8-4-2
+ * with softmax, the classes one-hot), initialized from the seed on ctx's
+ * own generator, trained 20 epochs. */
 static training_result train_case(nn_context *ctx, const training_case *c) {
-  nn_dataset *data = support_planar_data(ctx, 11);
-  const size_t widths[] = {2, 8, 4, 1};
-  nn_model *model = make_model(ctx, widths, 3, c->hidden, c->dropout,
-                               NN_LOSS_BINARY_CROSS_ENTROPY);
+  float x[2 * SUPPORT_PLANAR_EXAMPLES];
+  int32_t labels[SUPPORT_PLANAR_EXAMPLES];
+  support_planar_dataset(11, x, labels);
+  const bool softmax = c->loss == NN_LOSS_CATEGORICAL_CROSS_ENTROPY;
+  nn_dataset *data = NULL;
+  SUPPORT_OK(ctx,
+             nn_dataset_create_from_labels(ctx, 2, SUPPORT_PLANAR_EXAMPLES, x,
+                                           labels, softmax ? 2 : 1, &data));
+  const size_t widths[] = {2, 8, 4, softmax ? 2 : 1};
+  nn_model *model = make_model(ctx, widths, 3, c->hidden, c->dropout, c->loss);
   SUPPORT_OK(ctx, nn_model_init(model, NN_INIT_XAVIER, 5));
   training_result result;
   memset(&result, 0, sizeof result);
@@ -720,20 +728,29 @@ static training_result train_case(nn_context *ctx, const training_case *c) {
   return result;
 }
 
+/* Each loss through nn_model_train, whose steps compute the loss and dZ[L]
+ * in one kernel on the GPU. */
+#define BCE NN_LOSS_BINARY_CROSS_ENTROPY
 static const training_case training_cases[] = {
-    {"gd", NN_OPTIMIZER_GD, 0.3f, NN_ACTIVATION_TANH, 0.0f, 0.0f, 0.0f, 64,
-     0.0},
+    {"gd", NN_OPTIMIZER_GD, 0.3f, NN_ACTIVATION_TANH, 0.0f, 0.0f, 0.0f, 64, 0.0,
+     BCE},
     {"momentum", NN_OPTIMIZER_MOMENTUM, 0.3f, NN_ACTIVATION_TANH, 0.0f, 0.0f,
-     0.0f, 64, 0.0},
+     0.0f, 64, 0.0, BCE},
     {"rmsprop", NN_OPTIMIZER_RMSPROP, 0.01f, NN_ACTIVATION_TANH, 0.0f, 0.0f,
-     0.0f, 64, 0.0},
+     0.0f, 64, 0.0, BCE},
     {"adam", NN_OPTIMIZER_ADAM, 0.01f, NN_ACTIVATION_TANH, 0.0f, 0.0f, 0.0f, 64,
-     0.0},
+     0.0, BCE},
     {"adam, relu, dropout, L2, decay, validation", NN_OPTIMIZER_ADAM, 0.01f,
-     NN_ACTIVATION_RELU, 0.1f, 0.01f, 0.1f, 50, 0.2},
+     NN_ACTIVATION_RELU, 0.1f, 0.01f, 0.1f, 50, 0.2, BCE},
     {"gd, full batch", NN_OPTIMIZER_GD, 1.2f, NN_ACTIVATION_TANH, 0.0f, 0.0f,
-     0.0f, 0, 0.0},
+     0.0f, 0, 0.0, BCE},
+    {"adam, softmax cross-entropy", NN_OPTIMIZER_ADAM, 0.01f,
+     NN_ACTIVATION_RELU, 0.0f, 0.0f, 0.0f, 64, 0.0,
+     NN_LOSS_CATEGORICAL_CROSS_ENTROPY},
+    {"momentum, squared error", NN_OPTIMIZER_MOMENTUM, 0.05f,
+     NN_ACTIVATION_TANH, 0.0f, 0.0f, 0.0f, 64, 0.0, NN_LOSS_MEAN_SQUARED_ERROR},
 };
+#undef BCE
 
 /* 20 epochs of mini-batches (140 updates): rounding differences of 1e-7
  * compound through the updates, and Adam/RMSprop rescale small gradients.
