@@ -350,8 +350,13 @@ static nn_status fused_backward(nnlib_cuda_backend *cuda, nn_context *ctx,
                            "avoids the fused products",
                            fused_name(below_record->fused), product.rows,
                            product.cols, product.inner);
-  if (status == NN_OK)
+  if (status == NN_OK) {
     status = nnlib_cuda_lt_run(cuda, ctx, plan, &product);
+    /* Nothing can take this step's place (the forward pass kept only what
+     * this product reads), but later forward passes plan around it. */
+    if (status != NN_OK)
+      nnlib_cuda_lt_refuse(plan);
+  }
   if (status != NN_OK || !below_record->bf16_output)
     return status;
   return nnlib_cuda_scale_from_bf16(cuda, ctx, below->bias_grad,

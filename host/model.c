@@ -623,6 +623,8 @@ nn_status nn_model_init(nn_model *model, nn_init init, uint64_t seed) {
                                                   model->ctx, model->parameters,
                                                   0.0f, model->parameter_count)
                          : draw_normal_parameters(model, init, seed);
+  if (status != NN_OK) /* a part may have been written */
+    nnlib_model_parameters_written(model);
   return status == NN_OK ? parameters_changed(model) : status;
 }
 
@@ -715,6 +717,8 @@ nn_status nn_model_set_layer_parameters(nn_model *model, size_t layer,
   if (status == NN_OK && bias)
     status = backend->ops->upload(backend, model->ctx, view->bias, bias,
                                   view->units);
+  if (status != NN_OK) /* a part may have been written */
+    nnlib_model_parameters_written(model);
   return status == NN_OK ? parameters_changed(model) : status;
 }
 
@@ -747,12 +751,17 @@ nn_status nn_model_set_parameters(nn_model *model, const float *values,
                       bad, (double)values[bad]);
   nn_status status = NNLIB_BACKEND(model)->ops->upload(
       NNLIB_BACKEND(model), model->ctx, model->parameters, values, count);
+  if (status != NN_OK) /* a part may have been written */
+    nnlib_model_parameters_written(model);
   return status == NN_OK ? parameters_changed(model) : status;
 }
 
 nn_status nn_model_seed_dropout(nn_model *model, uint64_t seed) {
   if (!model)
     return NN_ERROR_INVALID_ARGUMENT;
+  nn_status refused = nnlib_refuse_while_training(model, __func__);
+  if (refused != NN_OK)
+    return refused;
   return NNLIB_OPS(model)->rng_seed(NNLIB_BACKEND(model), model->ctx,
                                     model->dropout_rng, seed);
 }

@@ -104,6 +104,10 @@ static nn_status capture(nnlib_step_graphs *graphs, graph_entry *entry,
   nn_status status = backend->ops->graph_capture_begin(backend, ctx);
   if (status != NN_OK)
     return status;
+  /* The body marks the bf16 copy of the parameters current when it
+   * converts it; captured, the conversion has not run, and a capture that
+   * fails never runs it. */
+  const bool copy_was_current = model->bf16_parameters_current;
   nn_status body = nnlib_step_body(model, key->input, key->targets, key->m,
                                    key->l2_lambda, model->cost_scratch);
   char body_error[sizeof ctx->last_error];
@@ -111,6 +115,8 @@ static nn_status capture(nnlib_step_graphs *graphs, graph_entry *entry,
     memcpy(body_error, ctx->last_error, sizeof body_error);
   status = backend->ops->graph_capture_end(backend, ctx, body == NN_OK,
                                            &entry->graph);
+  if (body != NN_OK || status != NN_OK)
+    model->bf16_parameters_current = copy_was_current;
   if (body != NN_OK) {
     memcpy(ctx->last_error, body_error, sizeof body_error);
     return body;

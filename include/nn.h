@@ -441,8 +441,11 @@ typedef struct nn_progress {
  * returns NN_ERROR_STOPPED with the parameters of the last update). It may
  * read the model being trained (predict, evaluate, save, the getters) but
  * not change it: its setters, nn_model_init, nn_model_update,
- * nn_model_reset_optimizer, nn_model_load_parameters and nn_model_train
- * fail with NN_ERROR_STATE until the run returns (stop, change, resume). */
+ * nn_model_reset_optimizer, nn_model_seed_dropout,
+ * nn_model_load_parameters and nn_model_train fail with NN_ERROR_STATE
+ * until the run returns (stop, change, resume). A forward pass with
+ * training on draws dropout masks from the run's stream: a callback that
+ * wants the run's masks unchanged predicts instead. */
 typedef int (*nn_progress_callback)(const nn_progress *progress,
                                     void *user_data);
 

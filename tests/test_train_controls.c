@@ -263,7 +263,7 @@ typedef struct meddler {
   nn_context *ctx;
   nn_model *model;
   const nn_dataset *data;
-  nn_status changes[9]; /* what each change returned, at the first report */
+  nn_status changes[10]; /* what each change returned, at the first report */
   char first_error[256];
   nn_status predicted, saved;
   int calls;
@@ -292,6 +292,7 @@ static int meddle(const nn_progress *progress, void *user_data) {
   m->changes[6] = nn_model_update(model, &gd, 0.1f);
   m->changes[7] = nn_model_load_parameters(model, "/nonexistent.safetensors");
   m->changes[8] = nn_model_train(model, m->data, &options, NULL);
+  m->changes[9] = nn_model_seed_dropout(model, 5);
   /* Reading is fine. */
   float x[4] = {0.1f, 0.2f, 0.3f, 0.4f}, yhat;
   m->predicted = nn_model_predict(model, x, 1, &yhat);
