@@ -275,10 +275,9 @@ nn_status nnlib_cuda_to_bf16(nnlib_cuda_backend *cuda, nn_context *ctx,
 /* The backend op: nnlib_cuda_to_bf16 after selecting the device. */
 nn_status nnlib_cuda_to_bf16_op(nnlib_backend *backend, nn_context *ctx,
                                 const float *src, void *dst, size_t count);
-/* dst (count floats) = alpha · src (count bf16), on the compute stream. */
-nn_status nnlib_cuda_scale_from_bf16(nnlib_cuda_backend *cuda, nn_context *ctx,
-                                     float *dst, const void *src, float alpha,
-                                     size_t count);
+/* dst (count floats) = src (count bf16), on the compute stream. */
+nn_status nnlib_cuda_from_bf16(nnlib_cuda_backend *cuda, nn_context *ctx,
+                               const void *src, float *dst, size_t count);
 
 /* activations.cu */
 /* Z += b (broadcast over the m columns), A = g(Z); softmax per column. */

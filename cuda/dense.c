@@ -92,9 +92,7 @@ static nn_status operand(nnlib_cuda_backend *cuda, nn_context *ctx,
 static nn_status input_operand(nnlib_cuda_backend *cuda, nn_context *ctx,
                                const nnlib_layer *layer, const float *a_prev,
                                size_t m, const void **out) {
-  const bool handed_over =
-      layer->below ? layer->below->epilogue->bf16_output : *layer->input_bf16;
-  if (handed_over) {
+  if (layer->input_record->bf16_output) {
     *out = layer->bf16_inputs;
     return NN_OK;
   }
@@ -359,8 +357,8 @@ static nn_status fused_backward(nnlib_cuda_backend *cuda, nn_context *ctx,
   }
   if (status != NN_OK || !below_record->bf16_output)
     return status;
-  return nnlib_cuda_scale_from_bf16(cuda, ctx, below->bias_grad,
-                                    below->bf16_bias_grad, 1.0f, below->units);
+  return nnlib_cuda_from_bf16(cuda, ctx, below->bf16_bias_grad,
+                              below->bias_grad, below->units);
 }
 
 /* ------------------------------------------------------------------------ */

@@ -36,24 +36,21 @@ extern "C" nn_status nnlib_cuda_to_bf16_op(nnlib_backend *backend,
                          : status;
 }
 
-/* dst (count, fp32) = alpha · src (count, bf16): the bias gradient a fused
- * bf16 product summed, divided by m into the gradient arena. */
-static __global__ void scale_from_bf16_kernel(float *dst,
-                                              const __nv_bfloat16 *src,
-                                              float alpha, size_t count) {
+/* dst (count, fp32) = src (count, bf16): the bias gradient a fused bf16
+ * product summed, into the gradient arena. */
+static __global__ void from_bf16_kernel(float *dst, const __nv_bfloat16 *src,
+                                        size_t count) {
   NNLIB_GRID_STRIDE_LOOP(k, count) {
-    dst[k] = alpha * __bfloat162float(src[k]);
+    dst[k] = __bfloat162float(src[k]);
   }
 }
 
-extern "C" nn_status nnlib_cuda_scale_from_bf16(nnlib_cuda_backend *cuda,
-                                                nn_context *ctx, float *dst,
-                                                const void *src, float alpha,
-                                                size_t count) {
+extern "C" nn_status nnlib_cuda_from_bf16(nnlib_cuda_backend *cuda,
+                                          nn_context *ctx, const void *src,
+                                          float *dst, size_t count) {
   if (count == 0)
     return NN_OK;
-  scale_from_bf16_kernel<<<nnlib_cuda_blocks(count), NNLIB_CUDA_THREADS, 0,
-                           cuda->compute>>>(dst, (const __nv_bfloat16 *)src,
-                                            alpha, count);
-  return NNLIB_CUDA_CHECK_LAUNCH(ctx, scale_from_bf16_kernel);
+  from_bf16_kernel<<<nnlib_cuda_blocks(count), NNLIB_CUDA_THREADS, 0,
+                     cuda->compute>>>(dst, (const __nv_bfloat16 *)src, count);
+  return NNLIB_CUDA_CHECK_LAUNCH(ctx, from_bf16_kernel);
 }

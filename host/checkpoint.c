@@ -576,9 +576,7 @@ nn_status nnlib_model_load_parameters_memory(nn_model *model, const char *name,
 nn_status nn_model_load_parameters(nn_model *model, const char *path) {
   if (!model)
     return NN_ERROR_INVALID_ARGUMENT;
-  nn_status refused = nnlib_refuse_while_training(model, __func__);
-  if (refused != NN_OK)
-    return refused;
+  NNLIB_REFUSE_WHILE_TRAINING(model);
   if (!path)
     return NNLIB_FAIL(model->ctx, NN_ERROR_INVALID_ARGUMENT, "path is NULL");
   nnlib_st_file *file = NULL;

@@ -40,7 +40,7 @@ bool nnlib_feeder_is_resident(const nnlib_feeder *feeder);
 
 /* Whether next() gathers X straight into layer 1's bf16 A_prev copy
  * (resident data for a bf16 model): the input it hands out is then not
- * written, and the step must say so (nn_model.input_bf16). */
+ * written, and the step must say so (nn_model.input_record). */
 bool nnlib_feeder_input_in_bf16(const nnlib_feeder *feeder);
 
 /* Starts delivering the epoch's batches first_batch, first_batch + 1, ...

@@ -157,9 +157,9 @@ typedef struct nnlib_layer {
   void *bf16_inputs;    /* n[l-1] × capacity bf16: A_prev */
   void *bf16_gradients; /* max n[l] × capacity bf16: dZ, every other layer */
   void *bf16_bias_grad; /* max n[l] bf16: db from a fused product, shared */
-  /* Layer 1 only (NULL above): whether this pass's X is in bf16_inputs
-   * already (nn_model.input_bf16). */
-  const bool *input_bf16;
+  /* How this layer's A_prev reached it: the record of the layer below, or
+   * for layer 1 the model's input_record. */
+  const nnlib_layer_epilogue *input_record;
   /* The model's fusion setting (nn_model_set_fusion); the neighbouring
    * layers, which a fused backward product reaches into (NULL at the
    * ends); and what the last forward pass left (never NULL). */
@@ -226,10 +226,11 @@ struct nn_model {
   void *bf16_parameters;
   bool bf16_parameters_current;
   float *input; /* A[0]: (n_x × capacity) */
-  /* Set by the training loop for one step: the feeder gathered the
-   * batch's X straight into layer 1's bf16 A_prev copy (bf16, resident
-   * data), so the forward pass neither converts nor reads the fp32 X. */
-  bool input_bf16;
+  /* Layer 1's input_record. Its bf16_output is set by the training loop
+   * for one step when the feeder gathered the batch's X straight into
+   * layer 1's bf16 A_prev copy (bf16, resident data), so the forward pass
+   * neither converts nor reads the fp32 X. */
+  nnlib_layer_epilogue input_record;
   float *targets;             /* Y: (n[L] × capacity) */
   float *backward_scratch[2]; /* (max n[l] × capacity) each: dA / dZ */
 
@@ -261,6 +262,13 @@ struct nn_model {
  * change from its progress callback would not reach the steps it replays
  * as graphs, nor the run's own records of the parameters. */
 nn_status nnlib_refuse_while_training(nn_model *model, const char *call);
+/* The guard of a public call that changes the model. */
+#define NNLIB_REFUSE_WHILE_TRAINING(model)                                     \
+  do {                                                                         \
+    nn_status refused_ = nnlib_refuse_while_training((model), __func__);       \
+    if (refused_ != NN_OK)                                                     \
+      return refused_;                                                         \
+  } while (0)
 
 /* Makes sure the activation arena holds at least `examples` columns. */
 nn_status nnlib_model_reserve(nn_model *model, size_t examples);

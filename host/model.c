@@ -130,7 +130,8 @@ static void link_layers(nn_model *model) {
     layer->above = l + 1 < model->layer_count ? &model->layers[l + 1] : NULL;
     layer->epilogue = &model->epilogues[l];
     layer->fusion = model->fusion;
-    layer->input_bf16 = l == 0 ? &model->input_bf16 : NULL;
+    layer->input_record =
+        l > 0 ? &model->epilogues[l - 1] : &model->input_record;
   }
 }
 
@@ -374,9 +375,7 @@ static nn_status reserve_bf16_scratch(nn_model *model) {
 nn_status nn_model_set_precision(nn_model *model, nn_precision precision) {
   if (!model)
     return NN_ERROR_INVALID_ARGUMENT;
-  nn_status refused = nnlib_refuse_while_training(model, __func__);
-  if (refused != NN_OK)
-    return refused;
+  NNLIB_REFUSE_WHILE_TRAINING(model);
   if ((int)precision < 0 || precision >= NN_PRECISION_COUNT)
     return NNLIB_FAIL(model->ctx, NN_ERROR_INVALID_ARGUMENT,
                       "unknown precision %d", (int)precision);
@@ -402,9 +401,7 @@ nn_precision nn_model_precision(const nn_model *model) {
 nn_status nn_model_set_fusion(nn_model *model, nn_fusion fusion) {
   if (!model)
     return NN_ERROR_INVALID_ARGUMENT;
-  nn_status refused = nnlib_refuse_while_training(model, __func__);
-  if (refused != NN_OK)
-    return refused;
+  NNLIB_REFUSE_WHILE_TRAINING(model);
   if ((int)fusion < 0 || fusion >= NN_FUSION_COUNT)
     return NNLIB_FAIL(model->ctx, NN_ERROR_INVALID_ARGUMENT,
                       "unknown fusion setting %d (auto or off)", (int)fusion);
@@ -550,9 +547,7 @@ static nn_status draw_normal_parameters(nn_model *model, nn_init init,
 nn_status nn_model_reset_optimizer(nn_model *model) {
   if (!model)
     return NN_ERROR_INVALID_ARGUMENT;
-  nn_status refused = nnlib_refuse_while_training(model, __func__);
-  if (refused != NN_OK)
-    return refused;
+  NNLIB_REFUSE_WHILE_TRAINING(model);
   float *const moments[2] = {model->first_moment, model->second_moment};
   nn_status status = NN_OK;
   for (size_t k = 0; status == NN_OK && k < 2; k++)
@@ -600,10 +595,13 @@ nn_status nnlib_model_prepare_bf16_parameters(nn_model *model) {
   return status;
 }
 
-/* New parameters invalidate cached passes, the bf16 copy and optimizer
- * state. */
-static nn_status parameters_changed(nn_model *model) {
+/* After a write of parameters that ended with `status`: the bf16 copy is
+ * stale either way (a failed write may have written a part); new
+ * parameters also invalidate cached passes and optimizer state. */
+static nn_status parameters_written(nn_model *model, nn_status status) {
   nnlib_model_parameters_written(model);
+  if (status != NN_OK)
+    return status;
   model->forward_examples = 0;
   model->backward_examples = 0;
   return nn_model_reset_optimizer(model);
@@ -612,9 +610,7 @@ static nn_status parameters_changed(nn_model *model) {
 nn_status nn_model_init(nn_model *model, nn_init init, uint64_t seed) {
   if (!model)
     return NN_ERROR_INVALID_ARGUMENT;
-  nn_status refused = nnlib_refuse_while_training(model, __func__);
-  if (refused != NN_OK)
-    return refused;
+  NNLIB_REFUSE_WHILE_TRAINING(model);
   if ((int)init < 0 || init >= NN_INIT_COUNT)
     return NNLIB_FAIL(model->ctx, NN_ERROR_INVALID_ARGUMENT,
                       "unknown initialization %d", (int)init);
@@ -623,9 +619,7 @@ nn_status nn_model_init(nn_model *model, nn_init init, uint64_t seed) {
                                                   model->ctx, model->parameters,
                                                   0.0f, model->parameter_count)
                          : draw_normal_parameters(model, init, seed);
-  if (status != NN_OK) /* a part may have been written */
-    nnlib_model_parameters_written(model);
-  return status == NN_OK ? parameters_changed(model) : status;
+  return parameters_written(model, status);
 }
 
 static nn_status check_layer_index(const nn_model *model, size_t layer,
@@ -696,9 +690,7 @@ nn_status nn_model_set_layer_parameters(nn_model *model, size_t layer,
                                         const float *bias) {
   if (!model)
     return NN_ERROR_INVALID_ARGUMENT;
-  nn_status refused = nnlib_refuse_while_training(model, __func__);
-  if (refused != NN_OK)
-    return refused;
+  NNLIB_REFUSE_WHILE_TRAINING(model);
   const char *call = __func__;
   nn_status status = check_layer_index(model, layer, call);
   if (status != NN_OK)
@@ -717,9 +709,7 @@ nn_status nn_model_set_layer_parameters(nn_model *model, size_t layer,
   if (status == NN_OK && bias)
     status = backend->ops->upload(backend, model->ctx, view->bias, bias,
                                   view->units);
-  if (status != NN_OK) /* a part may have been written */
-    nnlib_model_parameters_written(model);
-  return status == NN_OK ? parameters_changed(model) : status;
+  return parameters_written(model, status);
 }
 
 nn_status nn_model_get_parameters(const nn_model *model, float *out,
@@ -738,9 +728,7 @@ nn_status nn_model_set_parameters(nn_model *model, const float *values,
                                   size_t count) {
   if (!model)
     return NN_ERROR_INVALID_ARGUMENT;
-  nn_status refused = nnlib_refuse_while_training(model, __func__);
-  if (refused != NN_OK)
-    return refused;
+  NNLIB_REFUSE_WHILE_TRAINING(model);
   if (!values || count != model->parameter_count)
     return NNLIB_FAIL(model->ctx, NN_ERROR_SHAPE_MISMATCH,
                       "need %zu floats, got %zu%s", model->parameter_count,
@@ -751,17 +739,13 @@ nn_status nn_model_set_parameters(nn_model *model, const float *values,
                       bad, (double)values[bad]);
   nn_status status = NNLIB_BACKEND(model)->ops->upload(
       NNLIB_BACKEND(model), model->ctx, model->parameters, values, count);
-  if (status != NN_OK) /* a part may have been written */
-    nnlib_model_parameters_written(model);
-  return status == NN_OK ? parameters_changed(model) : status;
+  return parameters_written(model, status);
 }
 
 nn_status nn_model_seed_dropout(nn_model *model, uint64_t seed) {
   if (!model)
     return NN_ERROR_INVALID_ARGUMENT;
-  nn_status refused = nnlib_refuse_while_training(model, __func__);
-  if (refused != NN_OK)
-    return refused;
+  NNLIB_REFUSE_WHILE_TRAINING(model);
   return NNLIB_OPS(model)->rng_seed(NNLIB_BACKEND(model), model->ctx,
                                     model->dropout_rng, seed);
 }

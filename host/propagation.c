@@ -409,9 +409,7 @@ nn_status nn_model_update(nn_model *model,
                           float learning_rate) {
   if (!model)
     return NN_ERROR_INVALID_ARGUMENT;
-  nn_status refused = nnlib_refuse_while_training(model, __func__);
-  if (refused != NN_OK)
-    return refused;
+  NNLIB_REFUSE_WHILE_TRAINING(model);
   nn_status status =
       nnlib_check_optimizer(model->ctx, __func__, optimizer, learning_rate);
   if (status != NN_OK)

@@ -233,14 +233,14 @@ static nn_status train_batch(training_run *run, size_t *count) {
     status = nnlib_stage_update(model, &options->optimizer, run->learning_rate);
   bool graphed = false;
   /* For this step only: evaluation passes read their own fp32 X. */
-  model->input_bf16 = nnlib_feeder_input_in_bf16(run->feeder);
+  model->input_record.bf16_output = nnlib_feeder_input_in_bf16(run->feeder);
   if (status == NN_OK && run->graphs)
     status = nnlib_step_graphs_run(run->graphs, input, targets, *count,
                                    options->l2_lambda, record, &graphed);
   else if (status == NN_OK)
     status = nnlib_step_body(model, input, targets, *count, options->l2_lambda,
                              record);
-  model->input_bf16 = false;
+  model->input_record.bf16_output = false;
   run->summary.steps_graphed += graphed;
   if (status == NN_OK)
     status = nnlib_feeder_release(run->feeder);

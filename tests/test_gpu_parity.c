@@ -885,6 +885,13 @@ Test(gpu_parity, upload_async_orders_through_events) {
   nn_context_destroy(gpu);
 }
 
+/* count column indices in 0..m-1, drawn from rng (repeats allowed). */
+static void random_columns(support_rng *rng, size_t *columns, size_t count,
+                           size_t m) {
+  for (size_t k = 0; k < count; k++)
+    columns[k] = (size_t)(support_rng_uniform(rng) * (double)m) % m;
+}
+
 /* gather_columns against the CPU's, through more calls than staging slots
  * and a growth of the index staging (5 columns, then 50). */
 Test(gpu_parity, gather_columns_matches_the_cpu) {
@@ -907,8 +914,7 @@ Test(gpu_parity, gather_columns_matches_the_cpu) {
   size_t columns[50];
   for (int call = 0; call < 7; call++) {
     size_t count = call < 5 ? 5 : 50;
-    for (size_t k = 0; k < count; k++)
-      columns[k] = (size_t)(support_rng_uniform(&rng) * (double)m) % m;
+    random_columns(&rng, columns, count, m);
     float results[2][3 * 50];
     for (int b = 0; b < 2; b++) {
       const nnlib_backend_ops *ops = backends[b]->ops;
@@ -941,8 +947,7 @@ Test(gpu_parity, gather_columns_takes_x_and_y_together) {
   float *x_source = uniform_floats(&rng, x_rows * m, -1.0, 1.0);
   float *y_source = uniform_floats(&rng, y_rows * m, -1.0, 1.0);
   size_t columns[count];
-  for (size_t k = 0; k < count; k++)
-    columns[k] = (size_t)(support_rng_uniform(&rng) * (double)m) % m;
+  random_columns(&rng, columns, count, m);
   float results[2][(x_rows + y_rows) * count];
   for (int b = 0; b < 2; b++) {
     const nnlib_backend_ops *ops = backends[b]->ops;
@@ -995,8 +1000,7 @@ Test(gpu_parity, gather_columns_rounds_x_into_bf16) {
   float *x_source = uniform_floats(&rng, x_rows * m, -3.0, 3.0);
   float *y_source = uniform_floats(&rng, y_rows * m, -1.0, 1.0);
   size_t columns[count];
-  for (size_t k = 0; k < count; k++)
-    columns[k] = (size_t)(support_rng_uniform(&rng) * (double)m) % m;
+  random_columns(&rng, columns, count, m);
   float *device = NULL;
   SUPPORT_OK(gpu, ops->alloc(backend, gpu,
                              (x_rows + y_rows) * m + (x_rows + y_rows) * count,
@@ -1065,8 +1069,7 @@ Test(gpu_parity, gather_columns_back_to_back) {
     SUPPORT_OK(gpu, ops->fill(backend, gpu, busy, (float)round, busy_count));
   static size_t columns[calls][count];
   for (size_t c = 0; c < calls; c++) {
-    for (size_t k = 0; k < count; k++)
-      columns[c][k] = (size_t)(support_rng_uniform(&rng) * (double)m) % m;
+    random_columns(&rng, columns[c], count, m);
     const nnlib_gather_matrix matrices[2] = {
         {dst + c * (size_t)rows * count, src, rows, false},
         {NULL, NULL, 0, false}};
