@@ -468,7 +468,15 @@ cublasStatus_t submit_gemm(const char *what, cublasHandle_t handle,
   if (refusal refused = check_gemm_memory(problem))
     return reported(what, refused);
   const cudaError_t queued = nnemu::enqueue(
-      handle->stream, guarded(what, [problem]() { run_gemm(problem); }), what);
+      handle->stream,
+      guarded(what,
+              [problem, what]() {
+                for (const void *operand :
+                     {problem.a, problem.b, (const void *)problem.c})
+                  nnemu::note_access(operand, what);
+                run_gemm(problem);
+              }),
+      what);
   if (queued != cudaSuccess) {
     nnemu::report("%s: the stream refused the work (cudaError_t %d)", what,
                   (int)queued);
@@ -1681,7 +1689,16 @@ cublasLtMatmul(cublasLtHandle_t lightHandle, cublasLtMatmulDesc_t computeDesc,
   if (refused)
     return reported(what, refused);
   const cudaError_t queued = nnemu::enqueue(
-      stream, guarded(what, [problem]() { run_lt_matmul(problem); }), what);
+      stream,
+      guarded(what,
+              [problem, what]() {
+                for (const void *operand :
+                     {problem.a, problem.b, problem.c, (const void *)problem.d,
+                      (const void *)problem.bias, (const void *)problem.aux})
+                  nnemu::note_access(operand, what);
+                run_lt_matmul(problem);
+              }),
+      what);
   if (queued != cudaSuccess) {
     nnemu::report("%s: the stream refused the work (cudaError_t %d)", what,
                   (int)queued);

@@ -15,8 +15,10 @@
  * (uninitialised reads show up in results), every pointer a kernel
  * or cuBLAS gets must lie inside device memory, cuBLAS operands are checked
  * against their allocation's bounds, a capture that does what a graph cannot
- * hold is invalidated, and each stream runs its work on a thread of its own,
- * so work ordered only by luck on a GPU can go wrong here too.
+ * hold is invalidated, each stream runs its work on a thread of its own,
+ * so work ordered only by luck on a GPU can go wrong here too, and work of
+ * two streams on memory a copy wrote must be ordered by an event or the
+ * host (the order check, runtime.cpp), however the timing falls.
  */
 #ifndef NNEMU_EMULATOR_HPP
 #define NNEMU_EMULATOR_HPP
@@ -37,6 +39,13 @@ using operation = std::function<void()>;
  * cudaErrorStreamCaptureInvalidated when the stream's capture was already
  * broken; otherwise cudaSuccess. `what` names the work in diagnostics. */
 cudaError_t enqueue(cudaStream_t stream, operation op, const char *what);
+
+/* The order check (runtime.cpp): the stream work running on this thread
+ * (a kernel, a cuBLAS product, ...; `what`) reads or writes device memory
+ * at pointer. A sticky error when that memory was written by a copy on
+ * another stream that neither an event nor the host has ordered before
+ * this work. Nothing outside stream work. */
+void note_access(const void *pointer, const char *what);
 
 /* Whether the stream is capturing into a graph now. */
 bool is_capturing(cudaStream_t stream);

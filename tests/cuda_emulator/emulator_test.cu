@@ -460,3 +460,92 @@ Test(emulator, a_host_write_to_a_queued_upload_is_a_race) {
 Test(emulator, a_host_write_after_the_copy_event_is_fine) {
   upload_then_write(true);
 }
+
+/* The order check. A copy (here a memset, which counts as one) writes x on
+ * `writer`; a kernel on `reader` then reads and writes it, ordered after
+ * the copy by an event, by the host, or by nothing. The check finds the
+ * unordered case from the clocks, whichever stream happens to run first. */
+enum class ordering { none, event, host };
+
+/* The two streams of a case and its events, made and destroyed with it. */
+struct two_streams {
+  cudaStream_t writer, reader;
+  cudaEvent_t written, consumed;
+  two_streams() {
+    cudaStreamCreateWithFlags(&writer, cudaStreamNonBlocking);
+    cudaStreamCreateWithFlags(&reader, cudaStreamNonBlocking);
+    cudaEventCreateWithFlags(&written, cudaEventDisableTiming);
+    cudaEventCreateWithFlags(&consumed, cudaEventDisableTiming);
+  }
+  ~two_streams() {
+    cudaEventDestroy(written);
+    cudaEventDestroy(consumed);
+    cudaStreamDestroy(writer);
+    cudaStreamDestroy(reader);
+  }
+  /* Once both have run everything: the (sticky) error, if any. */
+  cudaError_t finish() {
+    cudaStreamSynchronize(reader);
+    cudaStreamSynchronize(writer);
+    return cudaGetLastError();
+  }
+};
+
+static cudaError_t touch_after_copy(ordering how) {
+  two_streams streams;
+  float *x = device_array<float>(4);
+  cudaMemsetAsync(x, 0, 4 * sizeof(float), streams.writer);
+  cudaEventRecord(streams.written, streams.writer);
+  if (how == ordering::event)
+    cudaStreamWaitEvent(streams.reader, streams.written, 0);
+  if (how == ordering::host)
+    cudaStreamSynchronize(streams.writer);
+  add_kernel<<<1, 32, 0, streams.reader>>>(x + 1, 1.0f, 2);
+  return streams.finish();
+}
+
+Test(emulator, a_kernel_on_memory_another_streams_copy_wrote_is_a_race) {
+  cudaError_t error = touch_after_copy(ordering::none);
+  cr_assert_eq(error, cudaErrorIllegalState, "-> %s", cudaGetErrorName(error));
+}
+
+Test(emulator, an_event_orders_a_kernel_after_another_streams_copy) {
+  cr_assert_eq(touch_after_copy(ordering::event), cudaSuccess);
+}
+
+Test(emulator, the_host_orders_a_kernel_after_another_streams_copy) {
+  cr_assert_eq(touch_after_copy(ordering::host), cudaSuccess);
+}
+
+/* The reverse: a kernel on `reader` uses an uploaded buffer, then the next
+ * upload into it on `writer` must wait for that kernel (the feeder's
+ * reuse of a device batch buffer). */
+static cudaError_t copy_over_what_a_kernel_used(ordering how) {
+  two_streams streams;
+  float *x = device_array<float>(4), *y = device_array<float>(4);
+  cudaMemsetAsync(x, 0, 4 * sizeof(float), streams.writer);
+  cudaEventRecord(streams.written, streams.writer);
+  cudaStreamWaitEvent(streams.reader, streams.written, 0);
+  add_kernel<<<1, 32, 0, streams.reader>>>(x, 1.0f, 4);
+  cudaEventRecord(streams.consumed, streams.reader);
+  if (how == ordering::event)
+    cudaStreamWaitEvent(streams.writer, streams.consumed, 0);
+  if (how == ordering::host)
+    cudaEventSynchronize(streams.consumed);
+  cudaMemcpyAsync(x, y, 4 * sizeof(float), cudaMemcpyDeviceToDevice,
+                  streams.writer);
+  return streams.finish();
+}
+
+Test(emulator, a_copy_over_memory_another_stream_used_is_a_race) {
+  cudaError_t error = copy_over_what_a_kernel_used(ordering::none);
+  cr_assert_eq(error, cudaErrorIllegalState, "-> %s", cudaGetErrorName(error));
+}
+
+Test(emulator, an_event_orders_a_copy_after_another_streams_kernel) {
+  cr_assert_eq(copy_over_what_a_kernel_used(ordering::event), cudaSuccess);
+}
+
+Test(emulator, the_host_orders_a_copy_after_another_streams_kernel) {
+  cr_assert_eq(copy_over_what_a_kernel_used(ordering::host), cudaSuccess);
+}

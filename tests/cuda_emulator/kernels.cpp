@@ -525,11 +525,14 @@ bool check_pointer_argument(const void *pointer, int index,
 }
 
 void enqueue_grid(const launch_shape &shape, const void *kernel_address,
-                  const char *kernel, std::function<void()> body) {
+                  const char *kernel, std::function<void()> body,
+                  std::vector<const void *> pointers) {
   const launch_shape copy = shape;
   cudaError_t error = enqueue(
       shape.stream,
-      [copy, kernel_address, kernel, body]() {
+      [copy, kernel_address, kernel, body, pointers]() {
+        for (const void *pointer : pointers)
+          note_access(pointer, kernel);
         run_grid(copy, kernel_address, kernel, body);
       },
       kernel);

@@ -18,6 +18,7 @@
 #include <cstdint>
 #include <cstring>
 #include <type_traits>
+#include <vector>
 
 namespace nnemu {
 
@@ -55,9 +56,12 @@ bool check_configuration(const launch_shape &shape, const char *kernel);
  * pinned memory. */
 bool check_pointer_argument(const void *pointer, int index, const char *kernel);
 
-/* Queues the grid: body runs once per thread, with kernel_thread() set. */
+/* Queues the grid: body runs once per thread, with kernel_thread() set;
+ * pointers (the kernel's pointer arguments) go to the order check as the
+ * grid starts. */
 void enqueue_grid(const launch_shape &shape, const void *kernel_address,
-                  const char *kernel, std::function<void()> body);
+                  const char *kernel, std::function<void()> body,
+                  std::vector<const void *> pointers);
 
 template <class T>
 bool check_argument(const T &value, int index, const char *kernel) {
@@ -65,6 +69,12 @@ bool check_argument(const T &value, int index, const char *kernel) {
     return check_pointer_argument((const void *)value, index, kernel);
   else
     return true;
+}
+
+template <class T>
+void collect_pointer(const T &value, std::vector<const void *> &pointers) {
+  if constexpr (std::is_pointer_v<T>)
+    pointers.push_back((const void *)value);
 }
 
 template <class Kernel> struct launcher {
@@ -78,9 +88,12 @@ template <class Kernel> struct launcher {
     int index = 0;
     if (!(check_argument(args, index++, name) && ...))
       return;
+    std::vector<const void *> pointers;
+    (collect_pointer(args, pointers), ...);
     Kernel *function = kernel;
-    enqueue_grid(shape, (const void *)kernel, name,
-                 [function, args...]() { function(args...); });
+    enqueue_grid(
+        shape, (const void *)kernel, name,
+        [function, args...]() { function(args...); }, std::move(pointers));
   }
 };
 

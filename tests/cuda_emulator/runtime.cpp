@@ -9,6 +9,7 @@
  *   NNEMU_SYNCHRONOUS=1    run stream work at once, on the calling thread
  *   NNEMU_REVERSE=1        run blocks and threads last first (kernels.cpp)
  *   NNEMU_NO_KERNEL_IMAGE=1  the device is one this build has no code for
+ *   NNEMU_NO_ORDER_CHECK=1 skip the check of work between streams (below)
  *
  * Stricter than a GPU where that finds bugs: cudaMalloc'd and pinned memory
  * start as NaN bytes (0xff); copies check that each side is the memory
@@ -18,10 +19,21 @@
  * recorded in a capture is no graph node and cannot be waited for, as in
  * CUDA; destroying an event orders nothing; an error found while work runs
  * is sticky, as a GPU's faults are, and named on stderr.
+ *
+ * Work of two streams on memory a copy wrote must be ordered (the order
+ * check): device memory written by cudaMemcpyAsync or cudaMemsetAsync, then
+ * read or written by work of another stream (a kernel given a pointer into
+ * it, a cuBLAS operand, a copy), or the reverse, is a race on a GPU unless
+ * an event (cudaEventRecord + cudaStreamWaitEvent) or the host (a
+ * synchronisation, then issuing the later work) orders the two. Each stream
+ * keeps a vector clock of the work it knows has happened; events and host
+ * synchronisations pass clocks on; an access the clocks do not order is a
+ * sticky error naming both sides, however the timing fell in this run.
  */
 #include "emulator.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdarg>
@@ -50,6 +62,11 @@ struct CUgraphExec_st {
 };
 
 struct CUstream_st {
+  uint64_t number = 0; /* from 1, in creation order */
+  /* The order check's vector clock: how many operations of each stream (by
+   * number) this stream knows have happened, its own included. Guarded by
+   * nnemu's order_mutex. */
+  std::map<uint64_t, uint64_t> clock;
   std::mutex mutex;
   std::condition_variable changed;
   std::deque<nnemu::operation> queue;
@@ -81,6 +98,9 @@ struct CUevent_st {
    * hold copies, so destroying it need not wait for them (CUDA releases an
    * event still in flight once the device is done with it). */
   std::shared_ptr<CUevent_st> self;
+  /* The order check's clock of the stream at the latest record issued,
+   * filled in when the stream reaches it (NULL: never recorded). */
+  std::shared_ptr<std::map<uint64_t, uint64_t>> latest_clock;
 };
 
 namespace nnemu {
@@ -179,6 +199,189 @@ void run_operation(const operation &op) {
     op();
 }
 
+/* ------------------------------------------------------------------------ */
+/* The order check (see the top of this file)                                */
+/* ------------------------------------------------------------------------ */
+
+/* For each stream (by number), how many of its operations have happened. */
+using vector_clock = std::map<uint64_t, uint64_t>;
+
+bool order_checked() {
+  static const bool on = setting("NNEMU_NO_ORDER_CHECK", 0) == 0;
+  return on;
+}
+
+/* Taken last: nothing else is locked while it is held (memory_mutex may be
+ * held when it is taken). */
+std::mutex order_mutex;
+/* What the host has seen happen (synchronisations); work issued from now
+ * on comes after it. One clock for every host thread: an ordering between
+ * host threads (a mutex, a join) is not seen, so that this errs towards
+ * finding no race rather than a false one. */
+vector_clock host_clock;
+/* The stream whose operation runs on this thread now (NULL: none). */
+thread_local CUstream_st *running_stream = nullptr;
+
+void merge(vector_clock &into, const vector_clock &from) {
+  for (const auto &[stream, count] : from) {
+    uint64_t &known = into[stream];
+    known = std::max(known, count);
+  }
+}
+
+vector_clock host_knows() {
+  std::lock_guard<std::mutex> lock(order_mutex);
+  return host_clock;
+}
+
+void host_learns(const vector_clock &clock) {
+  std::lock_guard<std::mutex> lock(order_mutex);
+  merge(host_clock, clock);
+}
+
+void host_learns_stream(CUstream_st *stream) {
+  std::lock_guard<std::mutex> lock(order_mutex);
+  merge(host_clock, stream->clock);
+}
+
+/* The running operation's stream's clock, into slot (an event record). */
+void record_clock(vector_clock &slot) {
+  std::lock_guard<std::mutex> lock(order_mutex);
+  if (running_stream)
+    slot = running_stream->clock;
+}
+
+/* The running operation waited for an event record whose clock is slot. */
+void learn_clock(const vector_clock &slot) {
+  std::lock_guard<std::mutex> lock(order_mutex);
+  if (running_stream)
+    merge(running_stream->clock, slot);
+}
+
+/* One operation of one stream. */
+struct access {
+  uint64_t stream, operation;
+  const char *what;
+};
+/* Device memory a copy or memset wrote, and which operation did. */
+struct copied_region {
+  size_t bytes;
+  access written;
+};
+std::map<uintptr_t, copied_region> copied_regions; /* by start address */
+/* The pointers stream work was given (a kernel's pointer arguments, cuBLAS
+ * operands, a copy's source), each with the latest operation of each
+ * stream that was given it since the last copy over it. Kept whether or
+ * not a copy wrote there yet, so that the check does not depend on which
+ * stream happened to run first. */
+std::map<uintptr_t, std::map<uint64_t, access>> touches;
+
+/* Whether the operation `earlier` happened before the one running on
+ * stream: the same stream, or one it knows of through its clock. */
+bool ordered_before(const access &earlier, const CUstream_st *stream) {
+  if (earlier.stream == stream->number)
+    return true;
+  auto known = stream->clock.find(earlier.stream);
+  return known != stream->clock.end() && earlier.operation <= known->second;
+}
+
+std::string race_message(const char *what, const void *pointer,
+                         const access &earlier, const char *earlier_did) {
+  char text[512];
+  snprintf(text, sizeof text,
+           "order check: %s on stream %llu touches %p, which %s on stream "
+           "%llu %s, and no event or host synchronisation orders the two: a "
+           "race on a GPU",
+           what, (unsigned long long)running_stream->number, pointer,
+           earlier.what, (unsigned long long)earlier.stream, earlier_did);
+  return text;
+}
+
+/* The region holding address, or end(). */
+std::map<uintptr_t, copied_region>::iterator region_holding(uintptr_t address) {
+  auto after = copied_regions.upper_bound(address);
+  if (after == copied_regions.begin())
+    return copied_regions.end();
+  auto holder = std::prev(after);
+  return address < holder->first + holder->second.bytes ? holder
+                                                        : copied_regions.end();
+}
+
+/* Runs check(the running stream) under the order lock, when the check is
+ * on and stream work runs on this thread; a race it returns (a message)
+ * becomes a sticky error. */
+template <class Check> void check_order(Check check) {
+  if (!order_checked())
+    return;
+  std::string race;
+  {
+    std::lock_guard<std::mutex> lock(order_mutex);
+    if (running_stream)
+      race = check(running_stream);
+  }
+  if (!race.empty())
+    fail_execution(cudaErrorIllegalState, "%s", race.c_str());
+}
+
+/* The running operation (`what`, a copy or memset) writes [dst, dst +
+ * bytes): every earlier touch of memory there must have happened before. */
+void note_copy_write(const void *dst, size_t bytes, const char *what) {
+  if (bytes == 0)
+    return;
+  check_order([dst, bytes, what](CUstream_st *stream) {
+    std::string race;
+    const uintptr_t start = (uintptr_t)dst, end = start + bytes;
+    auto region = region_holding(start);
+    if (region == copied_regions.end())
+      region = copied_regions.lower_bound(start);
+    while (region != copied_regions.end() && region->first < end) {
+      if (race.empty() && !ordered_before(region->second.written, stream))
+        race = race_message(what, dst, region->second.written, "wrote");
+      region = copied_regions.erase(region);
+    }
+    /* Touches ordered before this write need no keeping: whatever is
+     * ordered after the write is ordered after them too. */
+    auto touched = touches.lower_bound(start);
+    while (touched != touches.end() && touched->first < end) {
+      for (const auto &[number, touch] : touched->second)
+        if (race.empty() && !ordered_before(touch, stream))
+          race = race_message(what, (const void *)touched->first, touch,
+                              "was given");
+      touched = touches.erase(touched);
+    }
+    const access now{stream->number, stream->clock[stream->number], what};
+    copied_regions[start] = copied_region{bytes, now};
+    return race;
+  });
+}
+
+/* What the check knows of memory dies with it. */
+void forget_accesses_in(const void *memory, size_t bytes) {
+  std::lock_guard<std::mutex> lock(order_mutex);
+  const uintptr_t start = (uintptr_t)memory;
+  auto region = copied_regions.lower_bound(start);
+  while (region != copied_regions.end() && region->first < start + bytes)
+    region = copied_regions.erase(region);
+  auto touched = touches.lower_bound(start);
+  while (touched != touches.end() && touched->first < start + bytes)
+    touched = touches.erase(touched);
+}
+
+/* Runs op as stream's next operation, after what the host had seen when op
+ * was issued. */
+void run_as(CUstream_st *stream, const vector_clock &issued,
+            const operation &op) {
+  if (order_checked()) {
+    std::lock_guard<std::mutex> lock(order_mutex);
+    merge(stream->clock, issued);
+    stream->clock[stream->number]++;
+  }
+  CUstream_st *outer = running_stream;
+  running_stream = stream;
+  run_operation(op);
+  running_stream = outer;
+}
+
 void worker_loop(CUstream_st *stream) {
   std::unique_lock<std::mutex> lock(stream->mutex);
   for (;;) {
@@ -198,7 +401,9 @@ void worker_loop(CUstream_st *stream) {
 }
 
 CUstream_st *make_stream() {
+  static std::atomic<uint64_t> streams_made{0};
   CUstream_st *stream = new CUstream_st;
+  stream->number = ++streams_made;
   if (!synchronous())
     stream->worker = std::thread(worker_loop, stream);
   return stream;
@@ -217,10 +422,15 @@ CUstream_st *resolve(cudaStream_t stream) {
   return stream;
 }
 
+/* Until stream has run everything queued on it; the host has seen that
+ * happen. */
 void drain(CUstream_st *stream) {
-  std::unique_lock<std::mutex> lock(stream->mutex);
-  stream->changed.wait(
-      lock, [stream] { return stream->queue.empty() && !stream->running; });
+  {
+    std::unique_lock<std::mutex> lock(stream->mutex);
+    stream->changed.wait(
+        lock, [stream] { return stream->queue.empty() && !stream->running; });
+  }
+  host_learns_stream(stream);
 }
 
 std::mutex streams_mutex;
@@ -298,6 +508,21 @@ bool is_pinned(const void *pointer) {
   return found && found->pinned;
 }
 
+void note_access(const void *pointer, const char *what) {
+  if (!pointer || !is_device_range(pointer, 0))
+    return;
+  check_order([pointer, what](CUstream_st *stream) {
+    std::string race;
+    auto region = region_holding((uintptr_t)pointer);
+    if (region != copied_regions.end() &&
+        !ordered_before(region->second.written, stream))
+      race = race_message(what, pointer, region->second.written, "wrote");
+    touches[(uintptr_t)pointer][stream->number] =
+        access{stream->number, stream->clock[stream->number], what};
+    return race;
+  });
+}
+
 bool is_capturing(cudaStream_t stream) {
   CUstream_st *s = resolve(stream);
   std::lock_guard<std::mutex> lock(s->mutex);
@@ -326,12 +551,15 @@ cudaError_t enqueue(cudaStream_t handle, operation op, const char *what) {
     stream->capture->operations.push_back(std::move(op));
     return cudaSuccess;
   }
+  operation queued = [stream, issued = host_knows(), op = std::move(op)] {
+    run_as(stream, issued, op);
+  };
   if (synchronous()) {
     lock.unlock();
-    run_operation(op);
+    queued();
     return cudaSuccess;
   }
-  stream->queue.push_back(std::move(op));
+  stream->queue.push_back(std::move(queued));
   stream->changed.notify_all();
   return cudaSuccess;
 }
@@ -570,6 +798,7 @@ static cudaError_t release(void *memory, bool pinned, const char *call) {
   }
   if (!pinned)
     device_bytes_in_use -= found->second.bytes;
+  forget_accesses_in(memory, found->second.bytes);
   allocations.erase(found);
   free(memory);
   return result(cudaSuccess);
@@ -635,6 +864,15 @@ static bool check_copy(void *dst, const void *src, size_t bytes,
   return ok;
 }
 
+/* The order check's view of a copy as it runs: it reads device memory at
+ * src (if any), and writes device memory at dst (if it is that). */
+static void note_copy(void *dst, const void *src, size_t bytes) {
+  if (src && is_device_range(src, 0))
+    note_access(src, "cudaMemcpyAsync (its source)");
+  if (is_device_range(dst, 0))
+    note_copy_write(dst, bytes, "cudaMemcpyAsync");
+}
+
 /* A queued copy from pinned memory reads it when the stream gets there:
  * until then (an event says when) the host must not write it. A checksum at
  * the call and again at the copy finds a host write in between — a race on
@@ -672,6 +910,7 @@ static operation checked_pinned_copy(void *dst, const void *src, size_t bytes) {
                      "it before the stream read it (wait for an event "
                      "recorded after the copy first)",
                      src, bytes);
+    note_copy(dst, src, bytes);
     memcpy(dst, src, bytes);
   };
 }
@@ -704,7 +943,11 @@ cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t bytes,
     auto staged = std::make_shared<std::vector<unsigned char>>(
         (const unsigned char *)src, (const unsigned char *)src + bytes);
     error = enqueue(
-        stream, [dst, staged] { memcpy(dst, staged->data(), staged->size()); },
+        stream,
+        [dst, staged] {
+          note_copy(dst, nullptr, staged->size());
+          memcpy(dst, staged->data(), staged->size());
+        },
         "cudaMemcpyAsync");
   } else if (is_pinned(src) && !is_capturing(stream)) {
     error = enqueue(stream, checked_pinned_copy(dst, src, bytes),
@@ -713,13 +956,18 @@ cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t bytes,
     error = enqueue(
         stream,
         [dst, src, bytes] {
+          note_copy(dst, src, bytes);
           memcpy(dst, src, bytes);
           note_device_write(dst);
         },
         "cudaMemcpyAsync");
   } else {
     error = enqueue(
-        stream, [dst, src, bytes] { memcpy(dst, src, bytes); },
+        stream,
+        [dst, src, bytes] {
+          note_copy(dst, src, bytes);
+          memcpy(dst, src, bytes);
+        },
         "cudaMemcpyAsync");
   }
   if (error == cudaSuccess && to_pageable)
@@ -747,7 +995,11 @@ cudaError_t cudaMemsetAsync(void *dst, int value, size_t bytes,
     return result(cudaErrorInvalidValue);
   }
   return result(enqueue(
-      stream, [dst, value, bytes] { memset(dst, value, bytes); },
+      stream,
+      [dst, value, bytes] {
+        note_copy_write(dst, bytes, "cudaMemsetAsync");
+        memset(dst, value, bytes);
+      },
       "cudaMemsetAsync"));
 }
 
@@ -889,22 +1141,32 @@ cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream) {
   }
   uint64_t record;
   std::shared_ptr<CUevent_st> held;
+  auto clock = std::make_shared<vector_clock>();
+  std::shared_ptr<vector_clock> earlier_clock;
   {
     std::lock_guard<std::mutex> lock(event->mutex);
     record = ++event->issued;
     event->pending.insert(record);
     event->captured = false;
     held = event->self;
+    earlier_clock = std::move(event->latest_clock);
+    event->latest_clock = clock;
   }
   cudaError_t error = enqueue(
-      stream, [held, record] { complete(held.get(), record); },
+      stream,
+      [held, record, clock] {
+        record_clock(*clock);
+        complete(held.get(), record);
+      },
       "cudaEventRecord");
   if (error != cudaSuccess) {
     /* Never queued: nothing will complete it. */
     std::lock_guard<std::mutex> lock(event->mutex);
     event->pending.erase(record);
-    if (event->issued == record)
+    if (event->issued == record) {
       event->issued--;
+      event->latest_clock = std::move(earlier_clock);
+    }
   }
   return result(error);
 }
@@ -929,11 +1191,15 @@ cudaError_t cudaEventSynchronize(cudaEvent_t event) {
   if (own_capture() && refused_during_capture("cudaEventSynchronize"))
     return result(cudaErrorStreamCaptureUnsupported);
   uint64_t record;
+  std::shared_ptr<vector_clock> clock;
   {
     std::lock_guard<std::mutex> lock(event->mutex);
     record = event->issued;
+    clock = event->latest_clock;
   }
   wait_for_record(event, record);
+  if (clock)
+    host_learns(*clock);
   return result(cudaSuccess);
 }
 
@@ -945,11 +1211,13 @@ cudaError_t cudaStreamWaitEvent(cudaStream_t stream, cudaEvent_t event,
   uint64_t record;
   bool captured;
   std::shared_ptr<CUevent_st> held;
+  std::shared_ptr<vector_clock> clock;
   {
     std::lock_guard<std::mutex> lock(event->mutex);
     record = event->issued;
     captured = event->captured;
     held = event->self;
+    clock = event->latest_clock;
   }
   const bool capturing = is_capturing(stream);
   if (captured && !capturing) {
@@ -972,7 +1240,12 @@ cudaError_t cudaStreamWaitEvent(cudaStream_t stream, cudaEvent_t event,
   if (capturing)
     return result(cudaSuccess); /* ordered by the graph itself */
   return result(enqueue(
-      stream, [held, record] { wait_for_record(held.get(), record); },
+      stream,
+      [held, record, clock] {
+        wait_for_record(held.get(), record);
+        if (clock)
+          learn_clock(*clock);
+      },
       "cudaStreamWaitEvent"));
 }
 
@@ -981,9 +1254,16 @@ cudaError_t cudaEventQuery(cudaEvent_t event) {
     return result(cudaErrorInvalidResourceHandle);
   if (refused_as_captured(event, "cudaEventQuery"))
     return result(cudaErrorCapturedEvent);
-  std::lock_guard<std::mutex> lock(event->mutex);
-  return event->pending.count(event->issued) == 0 ? result(cudaSuccess)
-                                                  : cudaErrorNotReady;
+  std::shared_ptr<vector_clock> clock;
+  {
+    std::lock_guard<std::mutex> lock(event->mutex);
+    if (event->pending.count(event->issued))
+      return cudaErrorNotReady;
+    clock = event->latest_clock;
+  }
+  if (clock)
+    host_learns(*clock); /* the host saw it happen */
+  return result(cudaSuccess);
 }
 
 /* When event's latest record completed, or why that cannot be told. */
