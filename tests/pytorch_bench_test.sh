@@ -64,6 +64,48 @@ expect 0 "\\| tiny \\| 20-16-3 \\| 8 \\| fp32 \\| resident \\| [0-9,]+ \\| faile
 expect 1 "failed: cannot run $work/missing" -- env PYTHONPATH="$work/no-torch" \
   "${compare[@]}" --nnbench "$work/missing" --device cpu --configs tiny --pytorch-mode none
 
+echo "== compare's targets: at least (speed-ups), at most (the large step / floor)"
+checks=$((checks + 1))
+python3 - "$bench/compare" <<'PY' || fail "compare judges its targets wrongly (above)"
+import importlib.machinery, importlib.util, sys
+
+loader = importlib.machinery.SourceFileLoader("compare", sys.argv[1])
+compare = importlib.util.module_from_spec(importlib.util.spec_from_loader("compare", loader))
+loader.exec_module(compare)
+problems = []
+
+def check(condition, what):
+    if not condition:
+        problems.append(what)
+
+large = compare.CONFIGURATIONS["large"].targets
+check(("nn step/floor", "maximum", 1.10) in large and ("nn/eager", "minimum", 1.0) in large,
+      f"the large configuration's targets: {large}")
+# nn's step/floor comes from its record; a failed run has none.
+record = {"samples_per_second": 10.0, "gemm_floor": {"step_over_floor": 1.25}}
+results = {"large": {"runs": {"nn": {"ok": True, "record": record},
+                              "pytorch_eager": {"ok": True, "record": {"samples_per_second": 8.0}}}}}
+found = compare.ratios("large", results, "none")
+check(found["nn step/floor"] == 1.25 and found["nn/eager"] == 1.25, f"ratios: {found}")
+results["large"]["runs"]["nn"] = {"ok": False, "reason": "exit 1"}
+check(compare.ratios("large", results, "none")["nn step/floor"] is None, "a failed run's step/floor")
+judged = compare.judge([compare.at_least("up", 1.0), compare.at_most("cost", 1.10),
+                        compare.at_most("over", 1.10), compare.at_most("failed", 1.10),
+                        compare.at_least("absent", 1.0)],
+                       {"up": 0.9, "cost": 1.05, "over": 1.2, "failed": None})
+check([target["met"] for target in judged] == [False, True, False, None, None],
+      f"verdicts: {judged}")
+check(judged[1]["maximum"] == 1.10 and "minimum" not in judged[1], "an at-most target's record")
+check([target.get("why_not") for target in judged[3:]] == ["a run failed", "not run"],
+      f"why not: {judged[3:]}")
+texts = [compare.target_text(target) for target in judged]
+check(texts[:3] == ["up ≥ 1×: missed (0.90×)", "cost ≤ 1.1×: met (1.05×)",
+                    "over ≤ 1.1×: missed (1.20×)"], f"texts: {texts}")
+for problem in problems:
+    print("compare check failed:", problem)
+sys.exit(1 if problems else 0)
+PY
+
 if ! python3 -c 'import torch' 2>/dev/null; then
   echo "SKIP: torch is not installed (the runs of pytorch_mlp and compare)"
   finish
