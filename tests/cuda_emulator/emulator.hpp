@@ -18,7 +18,9 @@
  * hold is invalidated, each stream runs its work on a thread of its own,
  * so work ordered only by luck on a GPU can go wrong here too, and work of
  * two streams on memory a copy wrote must be ordered by an event or the
- * host (the order check, runtime.cpp), however the timing falls.
+ * host (the order check, runtime.cpp), however the timing falls, and host
+ * code that touches device memory after a synchronisation faults (the host
+ * guard, runtime.cpp), as it would on a GPU.
  */
 #ifndef NNEMU_EMULATOR_HPP
 #define NNEMU_EMULATOR_HPP

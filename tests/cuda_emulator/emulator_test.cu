@@ -13,8 +13,12 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <string>
 #include <thread>
 #include <vector>
+
+#include <sys/wait.h>
+#include <unistd.h>
 
 /* out[global thread] = its block-local index and block index, packed. */
 static __global__ void index_kernel(uint32_t *out) {
@@ -549,3 +553,84 @@ Test(emulator, an_event_orders_a_copy_after_another_streams_kernel) {
 Test(emulator, the_host_orders_a_copy_after_another_streams_kernel) {
   cr_assert_eq(copy_over_what_a_kernel_used(ordering::host), cudaSuccess);
 }
+
+/* Runs body in a child process (its stderr collected into errors), so that
+ * a test can see how a crash ends; returns the child's wait status. */
+template <class Body> static int run_in_child(Body body, std::string *errors) {
+  int channel[2];
+  cr_assert_eq(pipe(channel), 0);
+  const pid_t child = fork();
+  cr_assert_neq(child, -1);
+  if (child == 0) {
+    dup2(channel[1], STDERR_FILENO);
+    close(channel[0]);
+    body();
+    _exit(0);
+  }
+  close(channel[1]);
+  char buffer[4096];
+  ssize_t length;
+  while ((length = read(channel[0], buffer, sizeof buffer)) > 0)
+    errors->append(buffer, (size_t)length);
+  close(channel[0]);
+  int status = 0;
+  waitpid(child, &status, 0);
+  return status;
+}
+
+static bool ended_well(int status) {
+  return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
+
+/* The host guard: host code that reads device memory after a
+ * synchronisation faults, and the emulator names it; `touch` false: the
+ * same steps without the bad read end well. */
+static void device_memory_after_a_sync(bool touch) {
+  float *x = nullptr;
+  cudaMalloc((void **)&x, 64 * sizeof(float));
+  cudaMemset(x, 0, 64 * sizeof(float));
+  cudaDeviceSynchronize();
+  if (touch) {
+    volatile float value = x[3]; /* the bug: x is device memory */
+    (void)value;
+  }
+  cudaFree(x);
+}
+
+Test(emulator, host_code_reading_device_memory_faults, .timeout = 60) {
+  std::string errors;
+  const int status =
+      run_in_child([] { device_memory_after_a_sync(true); }, &errors);
+  cr_assert(!ended_well(status),
+            "the host's read of device memory went unseen");
+  cr_assert(errors.find("host guard: host code touched device memory") !=
+                std::string::npos,
+            "no host guard message in: %s", errors.c_str());
+}
+
+Test(emulator, the_same_steps_without_the_host_read_end_well, .timeout = 60) {
+  std::string errors;
+  const int status =
+      run_in_child([] { device_memory_after_a_sync(false); }, &errors);
+  cr_assert(ended_well(status), "%s", errors.c_str());
+}
+
+#if defined(__SANITIZE_ADDRESS__)
+/* Device memory takes whole pages for the guard; the tail past an
+ * allocation's size stays poisoned, so a kernel that writes one float too
+ * far is still an ASan report. */
+Test(emulator, a_kernel_writing_past_its_allocation_is_caught, .timeout = 60) {
+  std::string errors;
+  const int status = run_in_child(
+      [] {
+        float *x = nullptr;
+        cudaMalloc((void **)&x, 10 * sizeof(float));
+        add_kernel<<<1, 32, 0, 0>>>(x, 1.0f, 11);
+        cudaDeviceSynchronize();
+      },
+      &errors);
+  cr_assert(!ended_well(status), "the overrun went unseen");
+  cr_assert(errors.find("AddressSanitizer") != std::string::npos, "%s",
+            errors.c_str());
+}
+#endif

@@ -10,6 +10,7 @@
  *   NNEMU_REVERSE=1        run blocks and threads last first (kernels.cpp)
  *   NNEMU_NO_KERNEL_IMAGE=1  the device is one this build has no code for
  *   NNEMU_NO_ORDER_CHECK=1 skip the check of work between streams (below)
+ *   NNEMU_NO_HOST_GUARD=1  leave device memory open to host code (below)
  *
  * Stricter than a GPU where that finds bugs: cudaMalloc'd and pinned memory
  * start as NaN bytes (0xff); copies check that each side is the memory
@@ -29,6 +30,18 @@
  * keeps a vector clock of the work it knows has happened; events and host
  * synchronisations pass clocks on; an access the clocks do not order is a
  * sticky error naming both sides, however the timing fell in this run.
+ *
+ * Host code must not touch device memory (the host guard): on a GPU that
+ * is a segmentation fault, here the memory is the process's own. So while
+ * no stream work runs, every cudaMalloc allocation is mprotect'ed to
+ * PROT_NONE, and host code that reads or writes it stops with SIGSEGV,
+ * which the handler below names before the usual crash report (ASan's,
+ * with the stack). While any stream work runs the memory is open to every
+ * thread (protection is per process), so a host access then goes unseen:
+ * the guard finds what host code does after a synchronisation, which is
+ * where such a bug usually is (reading a result straight from the device
+ * buffer). Each allocation takes whole pages for this; the tail past its
+ * size is poisoned for ASan, so that overruns are still caught.
  */
 #include "emulator.hpp"
 
@@ -36,6 +49,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <csignal>
 #include <cstdarg>
 #include <cstdio>
 #include <cstdlib>
@@ -48,6 +62,13 @@
 #include <string>
 #include <thread>
 #include <vector>
+
+#include <sys/mman.h>
+#include <unistd.h>
+
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#endif
 
 /* ------------------------------------------------------------------------ */
 /* The handles' structs (the headers only declare them)                      */
@@ -162,6 +183,7 @@ void vprint(const char *format, va_list arguments) {
 
 struct allocation {
   size_t bytes;
+  size_t pages_bytes; /* device memory: whole pages, for the host guard */
   bool pinned;
   /* Pinned memory: device work (copies) that has written into it so far. */
   uint64_t device_writes = 0;
@@ -187,6 +209,133 @@ const allocation *find_allocation(const void *pointer, size_t bytes,
   if (start)
     *start = holder->first;
   return &holder->second;
+}
+
+/* ------------------------------------------------------------------------ */
+/* The host guard (see the top of this file)                                 */
+/* ------------------------------------------------------------------------ */
+
+bool host_guarded() {
+  static const bool on = setting("NNEMU_NO_HOST_GUARD", 0) == 0;
+  return on;
+}
+
+size_t round_up(size_t bytes, size_t unit) {
+  return (bytes + unit - 1) / unit * unit;
+}
+
+size_t page_bytes() {
+  static const size_t bytes = (size_t)sysconf(_SC_PAGESIZE);
+  return bytes;
+}
+
+/* Taken before memory_mutex where both are. */
+std::mutex guard_mutex;
+size_t operations_running = 0; /* stream work running now, on any thread */
+bool device_closed = false;    /* device memory is PROT_NONE now */
+
+void set_protection(uintptr_t start, const allocation &block, bool closed) {
+  if (mprotect((void *)start, block.pages_bytes,
+               closed ? PROT_NONE : PROT_READ | PROT_WRITE) != 0)
+    report("host guard: mprotect(%p, %zu bytes) failed: %s", (void *)start,
+           block.pages_bytes, strerror(errno));
+}
+
+/* Every device allocation closed or opened; guard_mutex held. */
+void set_device_closed(bool closed) {
+  if (device_closed == closed)
+    return;
+  std::lock_guard<std::mutex> lock(memory_mutex);
+  for (const auto &[start, block] : allocations)
+    if (!block.pinned)
+      set_protection(start, block, closed);
+  device_closed = closed;
+}
+
+/* Stream work starts (device memory opens) or ends. */
+void enter_device() {
+  if (!host_guarded())
+    return;
+  std::lock_guard<std::mutex> lock(guard_mutex);
+  if (operations_running++ == 0)
+    set_device_closed(false);
+}
+
+void leave_device() {
+  if (!host_guarded())
+    return;
+  std::lock_guard<std::mutex> lock(guard_mutex);
+  operations_running--;
+}
+
+/* The host has waited for device work (a synchronisation): device memory
+ * closes if no stream work runs. Closing here rather than whenever the
+ * device goes idle costs a fraction of the system calls, and guards the
+ * moment host code would read a result it waited for. */
+void host_waited() {
+  if (!host_guarded())
+    return;
+  std::lock_guard<std::mutex> lock(guard_mutex);
+  if (operations_running == 0)
+    set_device_closed(true);
+}
+
+/* A new allocation (already filled, in the table) closed if device memory
+ * is closed now. */
+void guard_new_allocation(uintptr_t start) {
+  if (!host_guarded())
+    return;
+  std::lock_guard<std::mutex> guard(guard_mutex);
+  std::lock_guard<std::mutex> lock(memory_mutex);
+  auto found = allocations.find(start);
+  if (device_closed && found != allocations.end())
+    set_protection(start, found->second, true);
+}
+
+struct sigaction earlier_segv_action;
+
+/* A fault: named when it is in device memory, then handed to whoever
+ * handled SIGSEGV before (the fault recurs on return). */
+void on_segv(int, siginfo_t *info, void *) {
+  const uintptr_t address = (uintptr_t)info->si_addr;
+  uintptr_t start = 0;
+  const allocation *block = nullptr;
+  if (memory_mutex.try_lock()) {
+    block = find_allocation((const void *)address, 0, &start);
+    memory_mutex.unlock();
+  }
+  if (block && !block->pinned) {
+    char text[320];
+    const int length = snprintf(
+        text, sizeof text,
+        "nn CUDA emulator: host guard: host code touched device memory at "
+        "%p (in the %zu-byte cudaMalloc allocation at %p) while no stream "
+        "work ran: on a GPU that is a segmentation fault. The stack "
+        "follows.\n",
+        (void *)address, block->bytes, (void *)start);
+    if (length > 0 && write(STDERR_FILENO, text, (size_t)length) < 0)
+      _exit(1);
+  }
+  sigaction(SIGSEGV, &earlier_segv_action, nullptr);
+}
+
+/* The handler, and device memory opened at exit (LeakSanitizer's scan of
+ * the heap runs after atexit handlers registered this late). */
+void install_host_guard() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    struct sigaction action;
+    memset(&action, 0, sizeof action);
+    action.sa_sigaction = on_segv;
+    action.sa_flags = SA_SIGINFO;
+    sigemptyset(&action.sa_mask);
+    sigaction(SIGSEGV, &action, &earlier_segv_action);
+    atexit([] {
+      std::lock_guard<std::mutex> lock(guard_mutex);
+      set_device_closed(false);
+      operations_running = 1; /* stays open */
+    });
+  });
 }
 
 /* ------------------------------------------------------------------------ */
@@ -378,7 +527,9 @@ void run_as(CUstream_st *stream, const vector_clock &issued,
   }
   CUstream_st *outer = running_stream;
   running_stream = stream;
+  enter_device();
   run_operation(op);
+  leave_device();
   running_stream = outer;
 }
 
@@ -431,6 +582,7 @@ void drain(CUstream_st *stream) {
         lock, [stream] { return stream->queue.empty() && !stream->running; });
   }
   host_learns_stream(stream);
+  host_waited();
 }
 
 std::mutex streams_mutex;
@@ -764,18 +916,29 @@ static cudaError_t allocate(void **out, size_t bytes, bool pinned,
     return result(cudaErrorStreamCaptureUnsupported);
   if (bytes == 0)
     return result(cudaSuccess);
-  std::lock_guard<std::mutex> lock(memory_mutex);
-  if (!pinned && bytes > device_memory() - device_bytes_in_use)
-    return result(cudaErrorMemoryAllocation);
   void *memory = nullptr;
-  if (posix_memalign(&memory, 256, bytes) != 0)
-    return result(cudaErrorMemoryAllocation);
-  /* NaN in every float. Pinned memory too: CUDA promises nothing of its
-   * contents, and a staging buffer read before it is filled should show. */
-  memset(memory, 0xff, bytes);
-  allocations[(uintptr_t)memory] = allocation{bytes, pinned};
-  if (!pinned)
-    device_bytes_in_use += bytes;
+  {
+    std::lock_guard<std::mutex> lock(memory_mutex);
+    if (!pinned && bytes > device_memory() - device_bytes_in_use)
+      return result(cudaErrorMemoryAllocation);
+    /* Device memory in whole pages of its own, for the host guard. */
+    const size_t pages = pinned ? bytes : round_up(bytes, page_bytes());
+    if (posix_memalign(&memory, pinned ? 256 : page_bytes(), pages) != 0)
+      return result(cudaErrorMemoryAllocation);
+    /* NaN in every float. Pinned memory too: CUDA promises nothing of its
+     * contents, and a staging buffer read before it is filled should show. */
+    memset(memory, 0xff, bytes);
+#if defined(__SANITIZE_ADDRESS__)
+    ASAN_POISON_MEMORY_REGION((char *)memory + bytes, pages - bytes);
+#endif
+    allocations[(uintptr_t)memory] = allocation{bytes, pages, pinned};
+    if (!pinned)
+      device_bytes_in_use += bytes;
+  }
+  if (!pinned) {
+    install_host_guard();
+    guard_new_allocation((uintptr_t)memory);
+  }
   *out = memory;
   return result(cudaSuccess);
 }
@@ -789,6 +952,7 @@ static cudaError_t release(void *memory, bool pinned, const char *call) {
     return result(cudaErrorStreamCaptureUnsupported);
   /* As on a GPU, freeing waits for the device's work first. */
   drain_all();
+  std::lock_guard<std::mutex> guard(guard_mutex);
   std::lock_guard<std::mutex> lock(memory_mutex);
   auto found = allocations.find((uintptr_t)memory);
   if (found == allocations.end() || found->second.pinned != pinned) {
@@ -796,8 +960,13 @@ static cudaError_t release(void *memory, bool pinned, const char *call) {
            pinned ? "cudaHostAlloc" : "cudaMalloc");
     return result(cudaErrorInvalidValue);
   }
-  if (!pinned)
+  if (!pinned) {
     device_bytes_in_use -= found->second.bytes;
+    set_protection(found->first, found->second, false);
+#if defined(__SANITIZE_ADDRESS__)
+    ASAN_UNPOISON_MEMORY_REGION(memory, found->second.pages_bytes);
+#endif
+  }
   forget_accesses_in(memory, found->second.bytes);
   allocations.erase(found);
   free(memory);
@@ -1200,6 +1369,7 @@ cudaError_t cudaEventSynchronize(cudaEvent_t event) {
   wait_for_record(event, record);
   if (clock)
     host_learns(*clock);
+  host_waited();
   return result(cudaSuccess);
 }
 
@@ -1242,7 +1412,9 @@ cudaError_t cudaStreamWaitEvent(cudaStream_t stream, cudaEvent_t event,
   return result(enqueue(
       stream,
       [held, record, clock] {
+        leave_device(); /* a wait touches no memory: the guard stays up */
         wait_for_record(held.get(), record);
+        enter_device();
         if (clock)
           learn_clock(*clock);
       },
@@ -1263,6 +1435,7 @@ cudaError_t cudaEventQuery(cudaEvent_t event) {
   }
   if (clock)
     host_learns(*clock); /* the host saw it happen */
+  host_waited();
   return result(cudaSuccess);
 }
 
