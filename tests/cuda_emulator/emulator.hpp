@@ -49,6 +49,11 @@ cudaError_t enqueue(cudaStream_t stream, operation op, const char *what);
  * this work. Nothing outside stream work. */
 void note_access(const void *pointer, const char *what);
 
+/* The same for work that writes all of [pointer, pointer + bytes) as a
+ * copy does (cuRAND's generators): work of another stream on that memory
+ * must then be ordered after it, and it after theirs. */
+void note_write(void *pointer, size_t bytes, const char *what);
+
 /* Whether the stream is capturing into a graph now. */
 bool is_capturing(cudaStream_t stream);
 

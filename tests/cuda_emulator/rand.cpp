@@ -61,7 +61,8 @@ curandStatus_t generate_into_device(curandGenerator_t generator, float *dst,
   cudaError_t error = nnemu::enqueue(
       stream_of(generator),
       [dst, numbers] {
-        nnemu::note_access(dst, "curandGenerate");
+        nnemu::note_write(dst, numbers->size() * sizeof(float),
+                          "curandGenerate");
         memcpy(dst, numbers->data(), numbers->size() * sizeof(float));
       },
       "curandGenerate");

@@ -675,6 +675,11 @@ void note_access(const void *pointer, const char *what) {
   });
 }
 
+void note_write(void *pointer, size_t bytes, const char *what) {
+  if (pointer && is_device_range(pointer, bytes))
+    note_copy_write(pointer, bytes, what);
+}
+
 bool is_capturing(cudaStream_t stream) {
   CUstream_st *s = resolve(stream);
   std::lock_guard<std::mutex> lock(s->mutex);
