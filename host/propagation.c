@@ -45,16 +45,13 @@ nn_status nnlib_forward(nn_model *model, const float *input, size_t m,
   return status;
 }
 
-/* nnlib_cost_record; with dz (a training step), also dZ[L] = A - Y into
- * dz where the backend does both in one pass (*gradient_done says whether
- * it did). */
+/* nnlib_cost_record; with dz (non-NULL only where the backend has
+ * loss_sum_and_gradient), also dZ[L] = A - Y into dz in the same pass. */
 static nn_status cost_record(nn_model *model, const float *targets, size_t m,
-                             float l2_lambda, double *record, float *dz,
-                             bool *gradient_done) {
+                             float l2_lambda, double *record, float *dz) {
   nnlib_backend *backend = NNLIB_BACKEND(model);
   nn_status status;
-  *gradient_done = dz && backend->ops->loss_sum_and_gradient;
-  if (*gradient_done)
+  if (dz)
     status = backend->ops->loss_sum_and_gradient(
         backend, model->ctx, model->loss, output_layer(model), targets, m,
         &record[0], dz);
@@ -74,9 +71,7 @@ static nn_status cost_record(nn_model *model, const float *targets, size_t m,
 
 nn_status nnlib_cost_record(nn_model *model, const float *targets, size_t m,
                             float l2_lambda, double *record) {
-  bool gradient_done = false;
-  return cost_record(model, targets, m, l2_lambda, record, NULL,
-                     &gradient_done);
+  return cost_record(model, targets, m, l2_lambda, record, NULL);
 }
 
 double nnlib_cost_of_record(const nn_model *model, const double *record,
@@ -256,14 +251,15 @@ nn_status nnlib_step_body(nn_model *model, const float *input,
                           double *record) {
   nn_status status = nnlib_forward(model, input, m, true);
   /* The loss and dZ[L] = A - Y in one pass where the backend can. */
-  bool gradient_done = false;
+  float *dz = NNLIB_OPS(model)->loss_sum_and_gradient
+                  ? model->backward_scratch[0]
+                  : NULL;
   if (status == NN_OK)
-    status = cost_record(model, targets, m, l2_lambda, record,
-                         model->backward_scratch[0], &gradient_done);
+    status = cost_record(model, targets, m, l2_lambda, record, dz);
   if (status == NN_OK)
     status = mark(model, NNLIB_PHASE_COST, 0);
   if (status == NN_OK)
-    status = backward(model, targets, m, l2_lambda, gradient_done);
+    status = backward(model, targets, m, l2_lambda, dz != NULL);
   if (status == NN_OK)
     status = nnlib_apply_update(model);
   if (status == NN_OK)

@@ -78,26 +78,15 @@ sys.exit(1 if problems else 0)
 PY
 
 echo "== nnbreakdown with CUDA events"
-checks=$((checks + 1))
-output=$("$bin/nnbreakdown" --layers 30,16,8,4 --batch 32 --device cuda --warmup 1 --steps 3 2>&1)
-status=$?
-if [ "$status" -ne 0 ]; then
-  fail "nnbreakdown on the emulated device exited $status: $output"
-else
-  echo "$output"
+if succeeds "nnbreakdown on the emulated device" -- \
+  "$bin/nnbreakdown" --layers 30,16,8,4 --batch 32 --device cuda --warmup 1 --steps 3; then
   parts=$(grep -cE '^\| (forward|cost|backward|update) \|' <<<"$output")
   [ "$parts" -eq $((2 * 3 + 3)) ] || fail "expected 9 part rows, got $parts"
 fi
 
 echo "== nnbreakdown in bf16: the hidden layers hand over in bf16"
-checks=$((checks + 1))
-output=$("$bin/nnbreakdown" --layers 30,16,8,4 --batch 32 --device cuda --precision bf16 \
-  --warmup 1 --steps 3 2>&1)
-status=$?
-if [ "$status" -ne 0 ]; then
-  fail "nnbreakdown --precision bf16 exited $status: $output"
-else
-  echo "$output"
+if succeeds "nnbreakdown --precision bf16" -- "$bin/nnbreakdown" --layers 30,16,8,4 \
+  --batch 32 --device cuda --precision bf16 --warmup 1 --steps 3; then
   handed=$(grep -cE '^\| forward \| [12] \|.*\| yes, bf16 out \|' <<<"$output")
   [ "$handed" -eq 2 ] || fail "expected layers 1 and 2 to hand over in bf16, got $handed rows"
 fi

@@ -26,13 +26,7 @@ expect 2 "--device: 'gpu'" -- "$tool" --layers 20,3 --device gpu
 expect 1 "fp32 only" -- "$tool" --layers 20,3 --device cpu --precision bf16
 
 echo "== a CPU run"
-checks=$((checks + 1))
-output=$("$tool" --layers 30,16,8,4 --batch 32 --device cpu --warmup 1 --steps 5 2>&1)
-status=$?
-if [ "$status" -ne 0 ]; then
-  fail "CPU run exited $status: $output"
-else
-  echo "$output"
+if succeeds "CPU run" -- "$tool" --layers 30,16,8,4 --batch 32 --device cpu --warmup 1 --steps 5; then
   parts=$(grep -cE '^\| (forward|cost|backward|update) \|' <<<"$output")
   [ "$parts" -eq $((2 * 3 + 3)) ] || fail "expected 9 part rows, got $parts"
   order=$(awk -F' *\\| *' '/^\| (forward|cost|backward|update) \|/ {printf "%s:%s ", $2, $3}' <<<"$output")

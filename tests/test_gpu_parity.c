@@ -936,11 +936,35 @@ Test(gpu_parity, gather_columns_matches_the_cpu) {
   parity_close(&p);
 }
 
+/* A gather test's backend memory, one allocation: X (x_rows × m) and Y
+ * (y_rows × m) uploaded, then room for their gathered columns (x_dst holds
+ * x_rows × count floats, or as many bf16). Freed with ops->release(memory). */
+typedef struct gather_memory {
+  float *memory, *x_src, *y_src, *x_dst, *y_dst;
+} gather_memory;
+
+static gather_memory upload_gather_sources(nn_context *ctx, const float *x,
+                                           size_t x_rows, const float *y,
+                                           size_t y_rows, size_t m,
+                                           size_t count) {
+  nnlib_backend *backend = ctx->backend;
+  const nnlib_backend_ops *ops = backend->ops;
+  gather_memory g;
+  SUPPORT_OK(ctx, ops->alloc(backend, ctx, (x_rows + y_rows) * (m + count),
+                             &g.memory));
+  g.x_src = g.memory;
+  g.y_src = g.x_src + x_rows * m;
+  g.x_dst = g.y_src + y_rows * m;
+  g.y_dst = g.x_dst + x_rows * count;
+  SUPPORT_OK(ctx, ops->upload(backend, ctx, g.x_src, x, x_rows * m));
+  SUPPORT_OK(ctx, ops->upload(backend, ctx, g.y_src, y, y_rows * m));
+  return g;
+}
+
 /* A batch's X and Y in one gather, against the CPU's: both matrices of
  * their own heights take the same columns. */
 Test(gpu_parity, gather_columns_takes_x_and_y_together) {
   parity p = parity_open();
-  nnlib_backend *backends[2] = {p.gpu->backend, p.cpu->backend};
   nn_context *contexts[2] = {p.gpu, p.cpu};
   enum { x_rows = 5, y_rows = 2, m = 30, count = 17 };
   support_rng rng = support_rng_seeded(21);
@@ -950,24 +974,18 @@ Test(gpu_parity, gather_columns_takes_x_and_y_together) {
   random_columns(&rng, columns, count, m);
   float results[2][(x_rows + y_rows) * count];
   for (int b = 0; b < 2; b++) {
-    const nnlib_backend_ops *ops = backends[b]->ops;
-    float *device = NULL;
-    SUPPORT_OK(contexts[b],
-               ops->alloc(backends[b], contexts[b],
-                          (x_rows + y_rows) * (m + count), &device));
-    float *x_src = device, *y_src = device + x_rows * m;
-    float *x_dst = y_src + y_rows * m, *y_dst = x_dst + x_rows * count;
-    SUPPORT_OK(contexts[b], ops->upload(backends[b], contexts[b], x_src,
-                                        x_source, x_rows * m));
-    SUPPORT_OK(contexts[b], ops->upload(backends[b], contexts[b], y_src,
-                                        y_source, y_rows * m));
-    const nnlib_gather_matrix matrices[2] = {{x_dst, x_src, x_rows, false},
-                                             {y_dst, y_src, y_rows, false}};
-    SUPPORT_OK(contexts[b], ops->gather_columns(backends[b], contexts[b],
-                                                matrices, columns, count));
-    SUPPORT_OK(contexts[b], ops->download(backends[b], contexts[b], results[b],
-                                          x_dst, (x_rows + y_rows) * count));
-    ops->release(backends[b], device);
+    nn_context *ctx = contexts[b];
+    nnlib_backend *backend = ctx->backend;
+    const nnlib_backend_ops *ops = backend->ops;
+    const gather_memory g = upload_gather_sources(ctx, x_source, x_rows,
+                                                  y_source, y_rows, m, count);
+    const nnlib_gather_matrix matrices[2] = {{g.x_dst, g.x_src, x_rows, false},
+                                             {g.y_dst, g.y_src, y_rows, false}};
+    SUPPORT_OK(ctx,
+               ops->gather_columns(backend, ctx, matrices, columns, count));
+    SUPPORT_OK(ctx, ops->download(backend, ctx, results[b], g.x_dst,
+                                  (x_rows + y_rows) * count));
+    ops->release(backend, g.memory);
   }
   cr_assert_eq(memcmp(results[0], results[1], sizeof results[0]), 0,
                "the paired gather differs from the CPU's");
@@ -1001,21 +1019,16 @@ Test(gpu_parity, gather_columns_rounds_x_into_bf16) {
   float *y_source = uniform_floats(&rng, y_rows * m, -1.0, 1.0);
   size_t columns[count];
   random_columns(&rng, columns, count, m);
-  float *device = NULL;
-  SUPPORT_OK(gpu, ops->alloc(backend, gpu,
-                             (x_rows + y_rows) * m + (x_rows + y_rows) * count,
-                             &device));
-  float *x_src = device, *y_src = x_src + x_rows * m;
-  float *y_dst = y_src + y_rows * m, *x_dst = y_dst + y_rows * count;
-  SUPPORT_OK(gpu, ops->upload(backend, gpu, x_src, x_source, x_rows * m));
-  SUPPORT_OK(gpu, ops->upload(backend, gpu, y_src, y_source, y_rows * m));
-  const nnlib_gather_matrix matrices[2] = {{x_dst, x_src, x_rows, true},
-                                           {y_dst, y_src, y_rows, false}};
+  const gather_memory g =
+      upload_gather_sources(gpu, x_source, x_rows, y_source, y_rows, m, count);
+  const nnlib_gather_matrix matrices[2] = {{g.x_dst, g.x_src, x_rows, true},
+                                           {g.y_dst, g.y_src, y_rows, false}};
   SUPPORT_OK(gpu, ops->gather_columns(backend, gpu, matrices, columns, count));
   /* x_rows × count bf16 take half as many floats. */
   float y_result[y_rows * count], x_result[x_rows * count / 2 + 1];
-  SUPPORT_OK(gpu, ops->download(backend, gpu, y_result, y_dst, y_rows * count));
-  SUPPORT_OK(gpu, ops->download(backend, gpu, x_result, x_dst,
+  SUPPORT_OK(gpu,
+             ops->download(backend, gpu, y_result, g.y_dst, y_rows * count));
+  SUPPORT_OK(gpu, ops->download(backend, gpu, x_result, g.x_dst,
                                 (x_rows * count + 1) / 2));
   uint16_t halves[x_rows * count];
   memcpy(halves, x_result, sizeof halves);
@@ -1027,7 +1040,7 @@ Test(gpu_parity, gather_columns_rounds_x_into_bf16) {
     for (size_t r = 0; r < y_rows; r++)
       cr_assert_eq(y_result[k * y_rows + r], y_source[columns[k] * y_rows + r]);
   }
-  ops->release(backend, device);
+  ops->release(backend, g.memory);
   free(x_source);
   free(y_source);
   nn_context_destroy(gpu);
