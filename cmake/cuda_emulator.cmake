@@ -8,6 +8,8 @@ set(NN_EMULATOR_DIR ${PROJECT_SOURCE_DIR}/tests/cuda_emulator)
 
 add_library(nn_cuda_emulator SHARED
   ${NN_EMULATOR_DIR}/runtime.cpp
+  ${NN_EMULATOR_DIR}/order_check.cpp
+  ${NN_EMULATOR_DIR}/host_guard.cpp
   ${NN_EMULATOR_DIR}/kernels.cpp
   ${NN_EMULATOR_DIR}/blas.cpp
   ${NN_EMULATOR_DIR}/rand.cpp)

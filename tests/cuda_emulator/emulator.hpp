@@ -18,9 +18,9 @@
  * hold is invalidated, each stream runs its work on a thread of its own,
  * so work ordered only by luck on a GPU can go wrong here too, and work of
  * two streams on memory a copy wrote must be ordered by an event or the
- * host (the order check, runtime.cpp), however the timing falls, and host
+ * host (the order check, order_check.cpp), however the timing falls, and host
  * code that touches device memory after a synchronisation faults (the host
- * guard, runtime.cpp), as it would on a GPU.
+ * guard, host_guard.cpp), as it would on a GPU.
  */
 #ifndef NNEMU_EMULATOR_HPP
 #define NNEMU_EMULATOR_HPP
@@ -42,7 +42,7 @@ using operation = std::function<void()>;
  * broken; otherwise cudaSuccess. `what` names the work in diagnostics. */
 cudaError_t enqueue(cudaStream_t stream, operation op, const char *what);
 
-/* The order check (runtime.cpp): the stream work running on this thread
+/* The order check (order_check.cpp): the stream work running on this thread
  * (a kernel, a cuBLAS product, ...; `what`) reads or writes device memory
  * at pointer. A sticky error when that memory was written by a copy on
  * another stream that neither an event nor the host has ordered before

@@ -21,49 +21,28 @@
  * CUDA; destroying an event orders nothing; an error found while work runs
  * is sticky, as a GPU's faults are, and named on stderr.
  *
- * Work of two streams on memory a copy wrote must be ordered (the order
- * check): device memory written by cudaMemcpyAsync or cudaMemsetAsync, then
- * read or written by work of another stream (a kernel given a pointer into
- * it, a cuBLAS operand, a copy), or the reverse, is a race on a GPU unless
- * an event (cudaEventRecord + cudaStreamWaitEvent) or the host (a
- * synchronisation, then issuing the later work) orders the two. Each stream
- * keeps a vector clock of the work it knows has happened; events and host
- * synchronisations pass clocks on; an access the clocks do not order is a
- * sticky error naming both sides, however the timing fell in this run.
- *
- * Host code must not touch device memory (the host guard): on a GPU that
- * is a segmentation fault, here the memory is the process's own. So while
- * no stream work runs, every cudaMalloc allocation is mprotect'ed to
- * PROT_NONE, and host code that reads or writes it stops with SIGSEGV,
- * which the handler below names before the usual crash report (ASan's,
- * with the stack). While any stream work runs the memory is open to every
- * thread (protection is per process), so a host access then goes unseen:
- * the guard finds what host code does after a synchronisation, which is
- * where such a bug usually is (reading a result straight from the device
- * buffer). Each allocation takes whole pages for this; the tail past its
- * size is poisoned for ASan, so that overruns are still caught.
+ * Two checks stricter still live in files of their own: the order check
+ * (order_check.cpp: work of two streams on memory a copy wrote must be
+ * ordered by an event or the host) and the host guard (host_guard.cpp:
+ * host code that touches device memory faults, as on a GPU).
  */
-#include "emulator.hpp"
+#include "runtime_state.hpp"
 
 #include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
-#include <csignal>
 #include <cstdarg>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <deque>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <set>
-#include <string>
 #include <thread>
 #include <vector>
 
-#include <sys/mman.h>
 #include <unistd.h>
 
 #if defined(__SANITIZE_ADDRESS__)
@@ -80,25 +59,6 @@ struct CUgraph_st {
 
 struct CUgraphExec_st {
   std::shared_ptr<const std::vector<nnemu::operation>> operations;
-};
-
-struct CUstream_st {
-  uint64_t number = 0; /* from 1, in creation order */
-  /* The order check's vector clock: how many operations of each stream (by
-   * number) this stream knows have happened, its own included. Guarded by
-   * nnemu's order_mutex. */
-  std::map<uint64_t, uint64_t> clock;
-  std::mutex mutex;
-  std::condition_variable changed;
-  std::deque<nnemu::operation> queue;
-  bool running = false; /* the worker is inside an operation */
-  bool stopping = false;
-  std::thread worker;
-  /* Capture: the graph being recorded, who records it, and whether a call
-   * that a graph cannot hold has broken it. */
-  CUgraph_st *capture = nullptr;
-  std::thread::id capturing_thread;
-  bool capture_invalidated = false;
 };
 
 struct CUevent_st {
@@ -125,11 +85,6 @@ struct CUevent_st {
 };
 
 namespace nnemu {
-namespace {
-
-/* ------------------------------------------------------------------------ */
-/* Settings and errors                                                       */
-/* ------------------------------------------------------------------------ */
 
 size_t setting(const char *name, size_t fallback) {
   const char *text = getenv(name);
@@ -137,6 +92,12 @@ size_t setting(const char *name, size_t fallback) {
     return fallback;
   return (size_t)strtoull(text, nullptr, 0);
 }
+
+namespace {
+
+/* ------------------------------------------------------------------------ */
+/* Settings and errors                                                       */
+/* ------------------------------------------------------------------------ */
 
 int device_count() {
   return (int)setting("NNEMU_DEVICES", 1);
@@ -181,19 +142,22 @@ void vprint(const char *format, va_list arguments) {
 /* Memory                                                                    */
 /* ------------------------------------------------------------------------ */
 
-struct allocation {
-  size_t bytes;
-  size_t pages_bytes; /* device memory: whole pages, for the host guard */
-  bool pinned;
-  /* Pinned memory: device work (copies) that has written into it so far. */
-  uint64_t device_writes = 0;
-};
-
-std::mutex memory_mutex;
-std::map<uintptr_t, allocation> allocations; /* by start address */
 size_t device_bytes_in_use = 0;
 
-/* The allocation holding [pointer, pointer + bytes), or NULL. */
+size_t round_up(size_t bytes, size_t unit) {
+  return (bytes + unit - 1) / unit * unit;
+}
+
+size_t page_bytes() {
+  static const size_t bytes = (size_t)sysconf(_SC_PAGESIZE);
+  return bytes;
+}
+
+} // namespace
+
+std::mutex memory_mutex;
+std::map<uintptr_t, allocation> allocations;
+
 const allocation *find_allocation(const void *pointer, size_t bytes,
                                   uintptr_t *start) {
   const uintptr_t address = (uintptr_t)pointer;
@@ -211,327 +175,17 @@ const allocation *find_allocation(const void *pointer, size_t bytes,
   return &holder->second;
 }
 
-/* ------------------------------------------------------------------------ */
-/* The host guard (see the top of this file)                                 */
-/* ------------------------------------------------------------------------ */
-
-bool host_guarded() {
-  static const bool on = setting("NNEMU_NO_HOST_GUARD", 0) == 0;
-  return on;
-}
-
-size_t round_up(size_t bytes, size_t unit) {
-  return (bytes + unit - 1) / unit * unit;
-}
-
-size_t page_bytes() {
-  static const size_t bytes = (size_t)sysconf(_SC_PAGESIZE);
-  return bytes;
-}
-
-/* Taken before memory_mutex where both are. */
-std::mutex guard_mutex;
-size_t operations_running = 0; /* stream work running now, on any thread */
-bool device_closed = false;    /* device memory is PROT_NONE now */
-
-void set_protection(uintptr_t start, const allocation &block, bool closed) {
-  if (mprotect((void *)start, block.pages_bytes,
-               closed ? PROT_NONE : PROT_READ | PROT_WRITE) != 0)
-    report("host guard: mprotect(%p, %zu bytes) failed: %s", (void *)start,
-           block.pages_bytes, strerror(errno));
-}
-
-/* Every device allocation closed or opened; guard_mutex held. */
-void set_device_closed(bool closed) {
-  if (device_closed == closed)
-    return;
-  std::lock_guard<std::mutex> lock(memory_mutex);
-  for (const auto &[start, block] : allocations)
-    if (!block.pinned)
-      set_protection(start, block, closed);
-  device_closed = closed;
-}
-
-/* Stream work starts (device memory opens) or ends. */
-void enter_device() {
-  if (!host_guarded())
-    return;
-  std::lock_guard<std::mutex> lock(guard_mutex);
-  if (operations_running++ == 0)
-    set_device_closed(false);
-}
-
-void leave_device() {
-  if (!host_guarded())
-    return;
-  std::lock_guard<std::mutex> lock(guard_mutex);
-  operations_running--;
-}
-
-/* The host has waited for device work (a synchronisation): device memory
- * closes if no stream work runs. Closing here rather than whenever the
- * device goes idle costs a fraction of the system calls, and guards the
- * moment host code would read a result it waited for. */
-void host_waited() {
-  if (!host_guarded())
-    return;
-  std::lock_guard<std::mutex> lock(guard_mutex);
-  if (operations_running == 0)
-    set_device_closed(true);
-}
-
-/* A new allocation (already filled, in the table) closed if device memory
- * is closed now. */
-void guard_new_allocation(uintptr_t start) {
-  if (!host_guarded())
-    return;
-  std::lock_guard<std::mutex> guard(guard_mutex);
-  std::lock_guard<std::mutex> lock(memory_mutex);
-  auto found = allocations.find(start);
-  if (device_closed && found != allocations.end())
-    set_protection(start, found->second, true);
-}
-
-struct sigaction earlier_segv_action;
-
-/* A fault: named when it is in device memory, then handed to whoever
- * handled SIGSEGV before (the fault recurs on return). */
-void on_segv(int, siginfo_t *info, void *) {
-  const uintptr_t address = (uintptr_t)info->si_addr;
-  uintptr_t start = 0;
-  const allocation *block = nullptr;
-  if (memory_mutex.try_lock()) {
-    block = find_allocation((const void *)address, 0, &start);
-    memory_mutex.unlock();
-  }
-  if (block && !block->pinned) {
-    char text[320];
-    const int length = snprintf(
-        text, sizeof text,
-        "nn CUDA emulator: host guard: host code touched device memory at "
-        "%p (in the %zu-byte cudaMalloc allocation at %p) while no stream "
-        "work ran: on a GPU that is a segmentation fault. The stack "
-        "follows.\n",
-        (void *)address, block->bytes, (void *)start);
-    if (length > 0 && write(STDERR_FILENO, text, (size_t)length) < 0)
-      _exit(1);
-  }
-  sigaction(SIGSEGV, &earlier_segv_action, nullptr);
-}
-
-/* The handler, and device memory opened at exit (LeakSanitizer's scan of
- * the heap runs after atexit handlers registered this late). */
-void install_host_guard() {
-  static std::once_flag once;
-  std::call_once(once, [] {
-    struct sigaction action;
-    memset(&action, 0, sizeof action);
-    action.sa_sigaction = on_segv;
-    action.sa_flags = SA_SIGINFO;
-    sigemptyset(&action.sa_mask);
-    sigaction(SIGSEGV, &action, &earlier_segv_action);
-    atexit([] {
-      std::lock_guard<std::mutex> lock(guard_mutex);
-      set_device_closed(false);
-      operations_running = 1; /* stays open */
-    });
-  });
-}
-
-/* ------------------------------------------------------------------------ */
-/* Streams                                                                   */
-/* ------------------------------------------------------------------------ */
-
 void run_operation(const operation &op) {
   /* After a fault the device runs nothing more, as a GPU context would. */
   if (sticky() == cudaSuccess)
     op();
 }
 
+namespace {
+
 /* ------------------------------------------------------------------------ */
-/* The order check (see the top of this file)                                */
+/* Streams                                                                   */
 /* ------------------------------------------------------------------------ */
-
-/* For each stream (by number), how many of its operations have happened. */
-using vector_clock = std::map<uint64_t, uint64_t>;
-
-bool order_checked() {
-  static const bool on = setting("NNEMU_NO_ORDER_CHECK", 0) == 0;
-  return on;
-}
-
-/* Taken last: nothing else is locked while it is held (memory_mutex may be
- * held when it is taken). */
-std::mutex order_mutex;
-/* What the host has seen happen (synchronisations); work issued from now
- * on comes after it. One clock for every host thread: an ordering between
- * host threads (a mutex, a join) is not seen, so that this errs towards
- * finding no race rather than a false one. */
-vector_clock host_clock;
-/* The stream whose operation runs on this thread now (NULL: none). */
-thread_local CUstream_st *running_stream = nullptr;
-
-void merge(vector_clock &into, const vector_clock &from) {
-  for (const auto &[stream, count] : from) {
-    uint64_t &known = into[stream];
-    known = std::max(known, count);
-  }
-}
-
-vector_clock host_knows() {
-  std::lock_guard<std::mutex> lock(order_mutex);
-  return host_clock;
-}
-
-void host_learns(const vector_clock &clock) {
-  std::lock_guard<std::mutex> lock(order_mutex);
-  merge(host_clock, clock);
-}
-
-void host_learns_stream(CUstream_st *stream) {
-  std::lock_guard<std::mutex> lock(order_mutex);
-  merge(host_clock, stream->clock);
-}
-
-/* The running operation's stream's clock, into slot (an event record). */
-void record_clock(vector_clock &slot) {
-  std::lock_guard<std::mutex> lock(order_mutex);
-  if (running_stream)
-    slot = running_stream->clock;
-}
-
-/* The running operation waited for an event record whose clock is slot. */
-void learn_clock(const vector_clock &slot) {
-  std::lock_guard<std::mutex> lock(order_mutex);
-  if (running_stream)
-    merge(running_stream->clock, slot);
-}
-
-/* One operation of one stream. */
-struct access {
-  uint64_t stream, operation;
-  const char *what;
-};
-/* Device memory a copy or memset wrote, and which operation did. */
-struct copied_region {
-  size_t bytes;
-  access written;
-};
-std::map<uintptr_t, copied_region> copied_regions; /* by start address */
-/* The pointers stream work was given (a kernel's pointer arguments, cuBLAS
- * operands, a copy's source), each with the latest operation of each
- * stream that was given it since the last copy over it. Kept whether or
- * not a copy wrote there yet, so that the check does not depend on which
- * stream happened to run first. */
-std::map<uintptr_t, std::map<uint64_t, access>> touches;
-
-/* Whether the operation `earlier` happened before the one running on
- * stream: the same stream, or one it knows of through its clock. */
-bool ordered_before(const access &earlier, const CUstream_st *stream) {
-  if (earlier.stream == stream->number)
-    return true;
-  auto known = stream->clock.find(earlier.stream);
-  return known != stream->clock.end() && earlier.operation <= known->second;
-}
-
-std::string race_message(const char *what, const void *pointer,
-                         const access &earlier, const char *earlier_did) {
-  char text[512];
-  snprintf(text, sizeof text,
-           "order check: %s on stream %llu touches %p, which %s on stream "
-           "%llu %s, and no event or host synchronisation orders the two: a "
-           "race on a GPU",
-           what, (unsigned long long)running_stream->number, pointer,
-           earlier.what, (unsigned long long)earlier.stream, earlier_did);
-  return text;
-}
-
-/* The region holding address, or end(). */
-std::map<uintptr_t, copied_region>::iterator region_holding(uintptr_t address) {
-  auto after = copied_regions.upper_bound(address);
-  if (after == copied_regions.begin())
-    return copied_regions.end();
-  auto holder = std::prev(after);
-  return address < holder->first + holder->second.bytes ? holder
-                                                        : copied_regions.end();
-}
-
-/* Runs check(the running stream) under the order lock, when the check is
- * on and stream work runs on this thread; a race it returns (a message)
- * becomes a sticky error. */
-template <class Check> void check_order(Check check) {
-  if (!order_checked())
-    return;
-  std::string race;
-  {
-    std::lock_guard<std::mutex> lock(order_mutex);
-    if (running_stream)
-      race = check(running_stream);
-  }
-  if (!race.empty())
-    fail_execution(cudaErrorIllegalState, "%s", race.c_str());
-}
-
-/* The running operation (`what`, a copy or memset) writes [dst, dst +
- * bytes): every earlier touch of memory there must have happened before. */
-void note_copy_write(const void *dst, size_t bytes, const char *what) {
-  if (bytes == 0)
-    return;
-  check_order([dst, bytes, what](CUstream_st *stream) {
-    std::string race;
-    const uintptr_t start = (uintptr_t)dst, end = start + bytes;
-    auto region = region_holding(start);
-    if (region == copied_regions.end())
-      region = copied_regions.lower_bound(start);
-    while (region != copied_regions.end() && region->first < end) {
-      if (race.empty() && !ordered_before(region->second.written, stream))
-        race = race_message(what, dst, region->second.written, "wrote");
-      region = copied_regions.erase(region);
-    }
-    /* Touches ordered before this write need no keeping: whatever is
-     * ordered after the write is ordered after them too. */
-    auto touched = touches.lower_bound(start);
-    while (touched != touches.end() && touched->first < end) {
-      for (const auto &[number, touch] : touched->second)
-        if (race.empty() && !ordered_before(touch, stream))
-          race = race_message(what, (const void *)touched->first, touch,
-                              "was given");
-      touched = touches.erase(touched);
-    }
-    const access now{stream->number, stream->clock[stream->number], what};
-    copied_regions[start] = copied_region{bytes, now};
-    return race;
-  });
-}
-
-/* What the check knows of memory dies with it. */
-void forget_accesses_in(const void *memory, size_t bytes) {
-  std::lock_guard<std::mutex> lock(order_mutex);
-  const uintptr_t start = (uintptr_t)memory;
-  auto region = copied_regions.lower_bound(start);
-  while (region != copied_regions.end() && region->first < start + bytes)
-    region = copied_regions.erase(region);
-  auto touched = touches.lower_bound(start);
-  while (touched != touches.end() && touched->first < start + bytes)
-    touched = touches.erase(touched);
-}
-
-/* Runs op as stream's next operation, after what the host had seen when op
- * was issued. */
-void run_as(CUstream_st *stream, const vector_clock &issued,
-            const operation &op) {
-  if (order_checked()) {
-    std::lock_guard<std::mutex> lock(order_mutex);
-    merge(stream->clock, issued);
-    stream->clock[stream->number]++;
-  }
-  CUstream_st *outer = running_stream;
-  running_stream = stream;
-  enter_device();
-  run_operation(op);
-  leave_device();
-  running_stream = outer;
-}
 
 void worker_loop(CUstream_st *stream) {
   std::unique_lock<std::mutex> lock(stream->mutex);
@@ -658,26 +312,6 @@ bool is_pinned(const void *pointer) {
   std::lock_guard<std::mutex> lock(memory_mutex);
   const allocation *found = find_allocation(pointer, 0, nullptr);
   return found && found->pinned;
-}
-
-void note_access(const void *pointer, const char *what) {
-  if (!pointer || !is_device_range(pointer, 0))
-    return;
-  check_order([pointer, what](CUstream_st *stream) {
-    std::string race;
-    auto region = region_holding((uintptr_t)pointer);
-    if (region != copied_regions.end() &&
-        !ordered_before(region->second.written, stream))
-      race = race_message(what, pointer, region->second.written, "wrote");
-    touches[(uintptr_t)pointer][stream->number] =
-        access{stream->number, stream->clock[stream->number], what};
-    return race;
-  });
-}
-
-void note_write(void *pointer, size_t bytes, const char *what) {
-  if (pointer && is_device_range(pointer, bytes))
-    note_copy_write(pointer, bytes, what);
 }
 
 bool is_capturing(cudaStream_t stream) {
@@ -967,7 +601,7 @@ static cudaError_t release(void *memory, bool pinned, const char *call) {
   }
   if (!pinned) {
     device_bytes_in_use -= found->second.bytes;
-    set_protection(found->first, found->second, false);
+    open_allocation(found->first, found->second);
 #if defined(__SANITIZE_ADDRESS__)
     ASAN_UNPOISON_MEMORY_REGION(memory, found->second.pages_bytes);
 #endif
