@@ -200,6 +200,15 @@ def import_torch():
     torch = module
 
 
+def check_torch_features(args):
+    """UsageError (exit 2) for a mode this torch lacks: torch.compile came
+    with PyTorch 2.0 (Debian 12 ships 1.13)."""
+    if args.mode == "compile" and not hasattr(torch, "compile"):
+        raise UsageError(f"--mode compile: torch {torch.__version__} has no "
+                         "torch.compile (PyTorch 2.0 or later); use eager "
+                         "or graphs")
+
+
 def resolve_device(args):
     """torch.device for --device, cuda by default where there is one."""
     if args.device is None:
@@ -977,6 +986,7 @@ def main(argv):
     try:
         args = parse_arguments(argv)
         import_torch()
+        check_torch_features(args)
         device = resolve_device(args)
     except UsageError as error:
         print(f"{PROGRAM}: {error}", file=sys.stderr)

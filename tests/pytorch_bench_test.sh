@@ -4,7 +4,9 @@
 # shows its runs as failed without stopping. Where python3 has torch: a
 # short CPU run of pytorch_mlp and a tiny CPU comparison, whose JSON figures
 # are recomputed here (step times, samples/s, FLOPs, ratios).
-# Usage: pytorch_bench_test.sh NNBENCH_DIR   (python3 from PATH)
+# Usage: pytorch_bench_test.sh NNBENCH_DIR   (python3 from PATH, or Debian's
+# /usr/bin/python3 where only that one has torch: python3-torch, which
+# tools/test installs)
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 bench=$here/../bench
@@ -17,8 +19,14 @@ export TORCHINDUCTOR_CACHE_DIR=$work/inductor PYTHONWARNINGS=ignore
 # shellcheck source=tests/expect.sh
 source "$here/expect.sh"
 
-pytorch=(python3 "$bench/pytorch_mlp.py")
-compare=(python3 "$bench/compare")
+python=python3
+if ! python3 -c 'import torch' 2>/dev/null &&
+  /usr/bin/python3 -c 'import torch' 2>/dev/null; then
+  python=/usr/bin/python3
+fi
+echo "python: $(command -v "$python")"
+pytorch=("$python" "$bench/pytorch_mlp.py")
+compare=("$python" "$bench/compare")
 
 echo "== pytorch_mlp: usage errors"
 expect 0 "usage: pytorch_mlp" -- "${pytorch[@]}" --help
@@ -106,7 +114,7 @@ for problem in problems:
 sys.exit(1 if problems else 0)
 PY
 
-if ! python3 -c 'import torch' 2>/dev/null; then
+if ! "$python" -c 'import torch' 2>/dev/null; then
   echo "SKIP: torch is not installed (the runs of pytorch_mlp and compare)"
   finish
   exit
@@ -175,18 +183,32 @@ for problem in problems:
 sys.exit(1 if problems else 0)
 PY
 
-echo "== compare: tiny resident and streamed configurations on the CPU"
-expect 0 "\\| tiny-stream \\| 20-16-3 \\| 8 \\| fp32 \\| stream \\| [0-9,]+ \\| [0-9,]+ \\| [0-9,]+ \\|" \
+# torch.compile came with PyTorch 2.0; Debian 12's torch (1.13) lacks it, and
+# then compare's second mode on the CPU is none.
+if "$python" -c 'import sys, torch; sys.exit(0 if hasattr(torch, "compile") else 1)'; then
+  second_mode=compile
+  speeds="\\| [0-9,]+ \\| [0-9,]+ \\| [0-9,]+ \\|"
+else
+  second_mode=none
+  speeds="\\| [0-9,]+ \\| [0-9,]+ \\| not run \\|"
+  expect 2 "pytorch_mlp: --mode compile: torch [^ ]+ has no torch.compile" -- \
+    "${pytorch[@]}" --device cpu --mode compile --layers 20,16,3 --batch 8
+fi
+
+echo "== compare: tiny resident and streamed configurations on the CPU ($second_mode beside eager)"
+expect 0 "\\| tiny-stream \\| 20-16-3 \\| 8 \\| fp32 \\| stream $speeds" \
   -- "${compare[@]}" --nnbench "$nnbench" --device cpu --configs tiny,tiny-stream \
-  --steps 3 --json compare.json --markdown compare.md
+  --pytorch-mode "$second_mode" --steps 3 --json compare.json --markdown compare.md
 checks=$((checks + 1))
 grep -q "^| tiny | 20-16-3 | 8 | fp32 | resident |" compare.md ||
   fail "compare.md lacks the tiny row: $(cat compare.md)"
 checks=$((checks + 1))
-python3 - compare.json <<'PY' || fail "the compare record is wrong (above)"
+python3 - compare.json "$second_mode" <<'PY' || fail "the compare record is wrong (above)"
 import json, math, sys
 
 document = json.load(open(sys.argv[1]))
+second = sys.argv[2]  # compile, or none where torch has no torch.compile
+pytorch_modes = ["eager"] + ([] if second == "none" else [second])
 problems = []
 
 def check(condition, what):
@@ -197,19 +219,20 @@ def speed(entry, run):
     return entry["runs"][run]["record"]["samples_per_second"]
 
 check(document["tool"] == "compare" and document["device"] == "cpu", "header")
-check(document["pytorch_mode"] == "compile", "compile beside eager on the cpu")
+check(document["pytorch_mode"] == second, f"{second} beside eager on the cpu")
 entries = {entry["name"]: entry for entry in document["configurations"]}
 check(list(entries) == ["tiny", "tiny-stream"], "configurations")
 for name, entry in entries.items():
     runs = entry["runs"]
-    check(list(runs) == ["nn", "pytorch_eager", "pytorch_compile"], f"{name}: runs")
+    check(list(runs) == ["nn"] + [f"pytorch_{mode}" for mode in pytorch_modes],
+          f"{name}: runs")
     check(all(run["ok"] for run in runs.values()), f"{name}: every run ok")
     if not all(run["ok"] for run in runs.values()):
         continue
     tools = [runs[run]["record"]["tool"] for run in runs]
-    check(tools == ["nnbench", "pytorch_mlp", "pytorch_mlp"], f"{name}: tools")
+    check(tools == ["nnbench"] + ["pytorch_mlp"] * len(pytorch_modes), f"{name}: tools")
     modes = [runs[run]["record"]["run"]["mode"] for run in list(runs)[1:]]
-    check(modes == ["eager", "compile"], f"{name}: modes")
+    check(modes == pytorch_modes, f"{name}: modes")
     for run in runs.values():
         record = run["record"]
         check(record["run"]["timed_steps"] == 3 and record["step_time_ms"]["count"] == 3,
@@ -219,7 +242,7 @@ for name, entry in entries.items():
         check(record["run"]["data"] == entry["data"], f"{name}: data")
         check(record["step_time_ms"]["median"] > 0, f"{name}: step time")
     ratios = entry["ratios"]
-    for mode in ["eager", "compile"]:
+    for mode in pytorch_modes:
         expected = speed(entry, "nn") / speed(entry, f"pytorch_{mode}")
         check(math.isclose(ratios[f"nn/{mode}"], expected, rel_tol=1e-12),
               f"{name}: nn/{mode} {ratios[f'nn/{mode}']} != {expected}")
