@@ -283,6 +283,9 @@ def make_optimizer(kind, parameters, on_cuda, capturable):
     fastest implementation (fused Adam, foreach others)."""
     parameters = list(parameters)
     fast = {"foreach": True} if on_cuda else {}
+    # Passed only when wanted (graphs): torch.optim.RMSprop takes it from
+    # PyTorch 2.0 on, and the default is False anyway.
+    graph_safe = {"capturable": True} if capturable else {}
     if kind == "gd":
         return (torch.optim.SGD(parameters, lr=LEARNING_RATE, **fast),
                 "torch.optim.SGD (θ -= α g)" + (", foreach" if fast else ""))
@@ -293,13 +296,13 @@ def make_optimizer(kind, parameters, on_cuda, capturable):
     if kind == "rmsprop":
         optimizer = torch.optim.RMSprop(
             parameters, lr=LEARNING_RATE, alpha=BETA2, eps=EPSILON,
-            capturable=capturable, **fast)
+            **graph_safe, **fast)
         return optimizer, (f"torch.optim.RMSprop(alpha={BETA2}, "
                            f"eps={EPSILON})" + (", foreach" if fast else ""))
     fused = {"fused": True} if on_cuda else {}
     optimizer = torch.optim.Adam(
         parameters, lr=LEARNING_RATE, betas=(BETA1, BETA2), eps=EPSILON,
-        capturable=capturable, **fused)
+        **graph_safe, **fused)
     return optimizer, (f"torch.optim.Adam(betas=({BETA1}, {BETA2}), "
                        f"eps={EPSILON})" + (", fused" if fused else ""))
 
