@@ -183,6 +183,15 @@ for problem in problems:
 sys.exit(1 if problems else 0)
 PY
 
+echo "== pytorch_mlp: every optimizer and precision on the CPU"
+for optimizer in gd momentum rmsprop adam; do
+  for precision in fp32 bf16; do
+    expect 0 "\\| step time \\| median [0-9.]+ ms" -- "${pytorch[@]}" --device cpu \
+      --layers 20,16,3 --batch 8 --warmup 1 --steps 2 --optimizer "$optimizer" \
+      --precision "$precision"
+  done
+done
+
 # torch.compile came with PyTorch 2.0; Debian 12's torch (1.13) lacks it, and
 # then compare's second mode on the CPU is none.
 if "$python" -c 'import sys, torch; sys.exit(0 if hasattr(torch, "compile") else 1)'; then
