@@ -72,6 +72,31 @@ expect 0 "\\| tiny \\| 20-16-3 \\| 8 \\| fp32 \\| resident \\| [0-9,]+ \\| faile
 expect 1 "failed: cannot run $work/missing" -- env PYTHONPATH="$work/no-torch" \
   "${compare[@]}" --nnbench "$work/missing" --device cpu --configs tiny --pytorch-mode none
 
+echo "== compare stopped by SIGINT keeps the configurations it finished"
+# A stand-in nnbench: the real one for resident data; for the streamed
+# configuration it interrupts compare (as timeout --signal=INT does) and
+# hangs, as a run cut short by a time limit would.
+cat >interrupting-nnbench <<STANDIN
+#!/usr/bin/env bash
+case " \$* " in *" stream "*) kill -INT "\$PPID"; sleep 30; exit 1 ;; esac
+exec "$nnbench" "\$@"
+STANDIN
+chmod +x interrupting-nnbench
+expect 1 "compare: interrupted after 1 of 2 configurations; the files hold those" -- \
+  env PYTHONPATH="$work/no-torch" "${compare[@]}" --nnbench "$work/interrupting-nnbench" \
+  --device cpu --configs tiny,tiny-stream --pytorch-mode none \
+  --json partial.json --markdown partial.md
+checks=$((checks + 1))
+grep -q "^| tiny | 20-16-3 | 8 | fp32 | resident | [0-9,]* |" partial.md &&
+  ! grep -q "tiny-stream" partial.md ||
+  fail "partial.md is not the tiny row alone: $(cat partial.md)"
+checks=$((checks + 1))
+python3 -c 'import json, sys
+document = json.load(open(sys.argv[1]))
+names = [entry["name"] for entry in document["configurations"]]
+sys.exit(0 if names == ["tiny"] and document["configurations"][0]["runs"]["nn"]["ok"] else 1)' \
+  partial.json || fail "partial.json does not hold the finished tiny run: $(cat partial.json)"
+
 echo "== compare's targets: at least (speed-ups), at most (the large step / floor)"
 checks=$((checks + 1))
 python3 - "$bench/compare" <<'PY' || fail "compare judges its targets wrongly (above)"
