@@ -28,7 +28,7 @@ struct CUstream_st {
   uint64_t number = 0; /* from 1, in creation order */
   /* The order check's vector clock: how many operations of each stream (by
    * number) this stream knows have happened, its own included. Guarded by
-   * nnemu's order_mutex. */
+   * order_check.cpp's order_mutex. */
   nnemu::vector_clock clock;
   std::mutex mutex;
   std::condition_variable changed;
