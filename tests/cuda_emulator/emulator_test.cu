@@ -415,6 +415,12 @@ Test(emulator, a_wait_is_for_the_record_it_saw, .timeout = 30) {
   cudaStreamDestroy(waiting);
 }
 
+/* The emulator's verdict on a race between streams: a sticky
+ * cudaErrorIllegalState. */
+static void assert_race(cudaError_t error) {
+  cr_assert_eq(error, cudaErrorIllegalState, "-> %s", cudaGetErrorName(error));
+}
+
 /* A pinned buffer queued for upload, written by the host before the copy
  * stream got to it (it waits on another stream, held by a flag the host
  * sets only after the write, so the copy cannot have run yet): a race on a
@@ -463,8 +469,7 @@ static void upload_then_write(bool wait_first) {
     cr_assert_eq(error, cudaSuccess);
     cr_assert_eq(download(dst, 4)[0], 0.0f);
   } else {
-    cr_assert_eq(error, cudaErrorIllegalState, "-> %s",
-                 cudaGetErrorName(error));
+    assert_race(error);
   }
 }
 
@@ -520,8 +525,7 @@ static cudaError_t touch_after_copy(ordering how) {
 }
 
 Test(emulator, a_kernel_on_memory_another_streams_copy_wrote_is_a_race) {
-  cudaError_t error = touch_after_copy(ordering::none);
-  cr_assert_eq(error, cudaErrorIllegalState, "-> %s", cudaGetErrorName(error));
+  assert_race(touch_after_copy(ordering::none));
 }
 
 Test(emulator, an_event_orders_a_kernel_after_another_streams_copy) {
@@ -553,8 +557,7 @@ static cudaError_t copy_over_what_a_kernel_used(ordering how) {
 }
 
 Test(emulator, a_copy_over_memory_another_stream_used_is_a_race) {
-  cudaError_t error = copy_over_what_a_kernel_used(ordering::none);
-  cr_assert_eq(error, cudaErrorIllegalState, "-> %s", cudaGetErrorName(error));
+  assert_race(copy_over_what_a_kernel_used(ordering::none));
 }
 
 Test(emulator, an_event_orders_a_copy_after_another_streams_kernel) {
