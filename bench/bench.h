@@ -213,7 +213,8 @@ typedef struct bench_environment {
   char cpu_model[256];
   long cpu_cores;
   int blas_threads;
-  bool has_gpu; /* the run is on CUDA and `gpu` is filled */
+  char blas_core[64]; /* OpenBLAS's kernels: "SkylakeX", "Prescott", ... */
+  bool has_gpu;       /* the run is on CUDA and `gpu` is filled */
   bench_gpu gpu;
 } bench_environment;
 

@@ -43,6 +43,8 @@ void bench_describe_host(bench_environment *environment) {
   read_cpu_model(environment->cpu_model, sizeof environment->cpu_model);
   environment->cpu_cores = sysconf(_SC_NPROCESSORS_ONLN);
   environment->blas_threads = openblas_get_num_threads();
+  snprintf(environment->blas_core, sizeof environment->blas_core, "%s",
+           openblas_get_corename());
 }
 
 /* "580.65.06" from "NVRM version: NVIDIA UNIX ... Kernel Module  580.65.06

@@ -183,6 +183,7 @@ static void add_environment(cJSON *root, const bench_environment *machine) {
   cJSON_AddStringToObject(object, "cpu_model", machine->cpu_model);
   add_number(object, "cpu_cores", (double)machine->cpu_cores);
   add_number(object, "blas_threads", machine->blas_threads);
+  cJSON_AddStringToObject(object, "blas_core", machine->blas_core);
   if (machine->has_gpu)
     add_gpu(object, &machine->gpu);
   else

@@ -143,9 +143,9 @@ static void print_memory(const bench_report *report,
 
 static void print_machine(const bench_report *report) {
   const bench_environment *environment = report->environment;
-  printf("| cpu | %s, %ld cores, OpenBLAS threads: %d |\n",
+  printf("| cpu | %s, %ld cores, OpenBLAS threads: %d, kernels: %s |\n",
          environment->cpu_model, environment->cpu_cores,
-         environment->blas_threads);
+         environment->blas_threads, environment->blas_core);
   if (environment->has_gpu) {
     const bench_gpu *gpu = &environment->gpu;
     printf("| gpu | %s (compute %d.%d, %d SMs, ", gpu->name, gpu->compute_major,

@@ -262,6 +262,16 @@ static inline nn_status nnlib_backend_alloc_doubles(nnlib_backend *backend,
 /* The CPU backend (host/cpu_backend.c). */
 nn_status nnlib_cpu_backend_create(nn_context *ctx, nnlib_backend **out);
 
+/* Advice on OpenBLAS's kernels (host/cpu_blas.c): into out, "" when OpenBLAS
+ * runs `core`'s kernels and they use what a CPU with (or without) AVX2 +
+ * FMA and AVX-512 has, else which OPENBLAS_CORETYPE would. */
+void nnlib_blas_advice(const char *core, bool avx2_fma, bool avx512, char *out,
+                       size_t size);
+
+/* The same for this process's OpenBLAS and CPU; "" when OPENBLAS_CORETYPE
+ * is set. */
+void nnlib_cpu_blas_advice(char *out, size_t size);
+
 /* The CUDA backend (cuda/), or NN_ERROR_NO_DEVICE / NN_ERROR_UNSUPPORTED with
  * the reason recorded on ctx. */
 nn_status nnlib_cuda_backend_create(nn_context *ctx, int device_index,

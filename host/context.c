@@ -12,6 +12,18 @@ static void copy_message(char *destination, size_t size, const char *text) {
     snprintf(destination, size, "%s", text);
 }
 
+/* On the CPU the notice also says when OpenBLAS could run faster kernels
+ * (host/cpu_blas.c), after the fallback's reason if there is one. */
+static void append_blas_advice(nn_context *ctx) {
+  char advice[256];
+  nnlib_cpu_blas_advice(advice, sizeof advice);
+  if (!advice[0])
+    return;
+  const size_t used = strlen(ctx->notice);
+  snprintf(ctx->notice + used, sizeof ctx->notice - used, "%s%s",
+           used ? "; " : "", advice);
+}
+
 /* Picks the backend for AUTO / CUDA / CPU; AUTO records why it fell back. */
 static nn_status open_backend(nn_context *ctx, nn_backend_kind kind,
                               int device_index) {
@@ -31,6 +43,7 @@ static nn_status open_backend(nn_context *ctx, nn_backend_kind kind,
   }
   ctx->backend_kind = NN_BACKEND_CPU;
   snprintf(ctx->backend_name, sizeof ctx->backend_name, "cpu");
+  append_blas_advice(ctx);
   return nnlib_cpu_backend_create(ctx, &ctx->backend);
 }
 

@@ -178,6 +178,49 @@ static void softmax_columns(const float *z, float *a, size_t n, size_t m) {
   }
 }
 
+/* Z (n × m) += b, column by column. */
+static void add_bias(float *restrict z, const float *restrict bias, size_t n,
+                     size_t m) {
+  for (size_t j = 0; j < m; j++) {
+    float *restrict column = z + j * n;
+#pragma omp simd
+    for (size_t i = 0; i < n; i++)
+      column[i] += bias[i];
+  }
+}
+
+/* Z (n × m) += b and A = g(Z) in one pass. Inlined with g a constant, the
+ * loop is one activation's: ReLU's vectorizes (omp simd: Z, A and b never
+ * overlap); the others call expf, tanhf or erff per element either way. */
+static inline __attribute__((always_inline)) void
+bias_activation_loop(nn_activation g, float *restrict z, float *restrict a,
+                     const float *restrict bias, size_t n, size_t m) {
+  for (size_t j = 0; j < m; j++) {
+    float *restrict z_column = z + j * n;
+    float *restrict a_column = a + j * n;
+#pragma omp simd
+    for (size_t i = 0; i < n; i++) {
+      z_column[i] += bias[i];
+      a_column[i] = nnlib_activate(g, z_column[i]);
+    }
+  }
+}
+
+static void add_bias_and_activate(nn_activation g, float *z, float *a,
+                                  const float *bias, size_t n, size_t m) {
+  switch (g) {
+  case NN_ACTIVATION_RELU:
+    bias_activation_loop(NN_ACTIVATION_RELU, z, a, bias, n, m);
+    break;
+  case NN_ACTIVATION_LEAKY_RELU:
+    bias_activation_loop(NN_ACTIVATION_LEAKY_RELU, z, a, bias, n, m);
+    break;
+  default:
+    bias_activation_loop(g, z, a, bias, n, m);
+    break;
+  }
+}
+
 static nn_status cpu_dense_forward(nnlib_backend *backend, nn_context *ctx,
                                    const nnlib_layer *layer,
                                    const float *a_prev, size_t m) {
@@ -190,15 +233,12 @@ static nn_status cpu_dense_forward(nnlib_backend *backend, nn_context *ctx,
   cblas_sgemm(CblasColMajor, CblasTrans, CblasNoTrans, (int)n, (int)m,
               (int)n_prev, 1.0f, layer->weights, (int)n_prev, a_prev,
               (int)n_prev, 0.0f, z, (int)n);
-  for (size_t j = 0; j < m; j++)
-    for (size_t i = 0; i < n; i++)
-      z[i + j * n] += layer->bias[i];
   if (layer->activation == NN_ACTIVATION_SOFTMAX) {
+    add_bias(z, layer->bias, n, m);
     softmax_columns(z, a, n, m);
-    return NN_OK;
+  } else {
+    add_bias_and_activate(layer->activation, z, a, layer->bias, n, m);
   }
-  for (size_t k = 0; k < n * m; k++)
-    a[k] = nnlib_activate(layer->activation, z[k]);
   return NN_OK;
 }
 
@@ -293,6 +333,43 @@ static nn_status cpu_output_gradient(nnlib_backend *backend, nn_context *ctx,
   return NN_OK;
 }
 
+/* dZ = dA ⊙ g'(Z), in place over count elements; inlined with g a
+ * constant, as bias_activation_loop. */
+static inline __attribute__((always_inline)) void
+derivative_loop(nn_activation g, float *restrict da_dz, const float *restrict z,
+                const float *restrict a, size_t count) {
+#pragma omp simd
+  for (size_t k = 0; k < count; k++)
+    da_dz[k] *= nnlib_activation_derivative(g, z[k], a[k]);
+}
+
+static void apply_derivative(nn_activation g, float *da_dz, const float *z,
+                             const float *a, size_t count) {
+  switch (g) {
+  case NN_ACTIVATION_RELU:
+    derivative_loop(NN_ACTIVATION_RELU, da_dz, z, a, count);
+    break;
+  case NN_ACTIVATION_LEAKY_RELU:
+    derivative_loop(NN_ACTIVATION_LEAKY_RELU, da_dz, z, a, count);
+    break;
+  default:
+    derivative_loop(g, da_dz, z, a, count);
+    break;
+  }
+}
+
+/* With dropout, A = g(Z)·mask: dZ = (dA·mask) ⊙ g'(Z), with g(Z) itself
+ * recomputed from Z for g'. */
+static void dropout_derivative_loop(nn_activation g, float *da_dz,
+                                    const float *z, const float *mask,
+                                    size_t count) {
+  for (size_t k = 0; k < count; k++) {
+    float da = da_dz[k] * mask[k];
+    da_dz[k] =
+        da * nnlib_activation_derivative(g, z[k], nnlib_activate(g, z[k]));
+  }
+}
+
 static nn_status cpu_activation_backward(nnlib_backend *backend,
                                          nn_context *ctx,
                                          const nnlib_layer *layer, float *da_dz,
@@ -301,14 +378,35 @@ static nn_status cpu_activation_backward(nnlib_backend *backend,
   (void)ctx;
   const size_t count = layer->units * m;
   const float *z = layer->pre_activation, *a = layer->activation_out;
-  const float *mask = layer->dropout_mask;
-  for (size_t k = 0; k < count; k++) {
-    float da = mask ? da_dz[k] * mask[k] : da_dz[k];
-    /* With dropout, a = g(z)·mask; g' needs g(z) itself, so use z. */
-    float g = mask ? nnlib_activate(layer->activation, z[k]) : a[k];
-    da_dz[k] = da * nnlib_activation_derivative(layer->activation, z[k], g);
-  }
+  if (layer->dropout_mask)
+    dropout_derivative_loop(layer->activation, da_dz, z, layer->dropout_mask,
+                            count);
+  else
+    apply_derivative(layer->activation, da_dz, z, a, count);
   return NN_OK;
+}
+
+/* Rows summed per block: the block's running sums stay in registers or L1
+ * while dZ is read column by column, in memory order. */
+#define COLUMN_SUM_BLOCK 256
+
+/* db (n) = scale · Σ_j dZ[:, j] (dZ n × m): each row summed in double, in
+ * column order j = 0, 1, ..., m - 1, and rounded once. */
+static void column_sum(const float *restrict dz, size_t n, size_t m,
+                       float scale, float *restrict db) {
+  for (size_t first = 0; first < n; first += COLUMN_SUM_BLOCK) {
+    const size_t rows =
+        n - first < COLUMN_SUM_BLOCK ? n - first : COLUMN_SUM_BLOCK;
+    double totals[COLUMN_SUM_BLOCK] = {0.0};
+    for (size_t j = 0; j < m; j++) {
+      const float *restrict column = dz + first + j * n;
+#pragma omp simd
+      for (size_t i = 0; i < rows; i++)
+        totals[i] += column[i];
+    }
+    for (size_t i = 0; i < rows; i++)
+      db[first + i] = (float)(totals[i] * scale);
+  }
 }
 
 static nn_status cpu_dense_backward(nnlib_backend *backend, nn_context *ctx,
@@ -329,13 +427,7 @@ static nn_status cpu_dense_backward(nnlib_backend *backend, nn_context *ctx,
   cblas_sgemm(CblasColMajor, CblasNoTrans, CblasTrans, (int)n_prev, (int)n,
               (int)m, inverse_m, a_prev, (int)n_prev, dz, (int)n, beta,
               layer->weight_grad, (int)n_prev);
-  /* db = (1/m) Σ_j dZ[:, j], accumulated in column order. */
-  for (size_t i = 0; i < n; i++) {
-    double total = 0.0;
-    for (size_t j = 0; j < m; j++)
-      total += dz[i + j * n];
-    layer->bias_grad[i] = (float)(total * inverse_m);
-  }
+  column_sum(dz, n, m, inverse_m, layer->bias_grad);
   if (da_prev)
     /* dA_prev (n_prev × m) = Wᵀ (n_prev × n) · dZ (n × m). */
     cblas_sgemm(CblasColMajor, CblasNoTrans, CblasNoTrans, (int)n_prev, (int)m,
@@ -368,6 +460,48 @@ static nn_status cpu_optimizer_stage(nnlib_backend *backend, nn_context *ctx,
   return NN_OK;
 }
 
+/* Each optimizer's loop on its own, so that it vectorizes (omp simd: the
+ * arenas never overlap). Vector division and square root round as the
+ * scalar ones do (IEEE), so the result is the same element for element. A
+ * moment the optimizer does not use may be NULL (never allocated). */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+/* Built for AVX-512 and AVX2 too, chosen at load time by the CPU (an
+ * ifunc): the same IEEE operations on wider vectors. GCC only: Clang 14
+ * makes the clones' resolver a global symbol of libnn.a. */
+#define NNLIB_CPU_CLONES                                                       \
+  __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define NNLIB_CPU_CLONES
+#endif
+
+NNLIB_CPU_CLONES
+static void update_all(const nnlib_update_constants *c, float *restrict theta,
+                       const float *restrict g, float *restrict v,
+                       float *restrict s, size_t count) {
+  switch (c->kind) {
+  case NN_OPTIMIZER_MOMENTUM:
+#pragma omp simd
+    for (size_t k = 0; k < count; k++)
+      nnlib_momentum_update(c, g[k], &theta[k], &v[k]);
+    break;
+  case NN_OPTIMIZER_RMSPROP:
+#pragma omp simd
+    for (size_t k = 0; k < count; k++)
+      nnlib_rmsprop_update(c, g[k], &theta[k], &s[k]);
+    break;
+  case NN_OPTIMIZER_ADAM:
+#pragma omp simd
+    for (size_t k = 0; k < count; k++)
+      nnlib_adam_update(c, g[k], &theta[k], &v[k], &s[k]);
+    break;
+  default:
+#pragma omp simd
+    for (size_t k = 0; k < count; k++)
+      nnlib_gd_update(c, g[k], &theta[k]);
+    break;
+  }
+}
+
 static nn_status cpu_optimizer_apply(nnlib_backend *backend, nn_context *ctx,
                                      float *parameters, const float *gradients,
                                      float *first_moment, float *second_moment,
@@ -375,11 +509,8 @@ static nn_status cpu_optimizer_apply(nnlib_backend *backend, nn_context *ctx,
   (void)ctx;
   (void)bf16_parameters; /* always NULL: the CPU computes in fp32 only */
   const nnlib_update_constants constants = ((cpu_backend *)backend)->staged;
-  /* A moment the optimizer does not use may be NULL (never allocated). */
-  for (size_t k = 0; k < count; k++)
-    nnlib_update_parameter(&constants, gradients[k], &parameters[k],
-                           first_moment ? first_moment + k : NULL,
-                           second_moment ? second_moment + k : NULL);
+  update_all(&constants, parameters, gradients, first_moment, second_moment,
+             count);
   return NN_OK;
 }
 

@@ -110,33 +110,56 @@ typedef struct nnlib_update_constants {
   float correction1, correction2;
 } nnlib_update_constants;
 
-/* One parameter θ with gradient g and moments v (momentum / Adam m) and s:
+/* One parameter θ with gradient g and moments v (momentum / Adam m) and s,
+ * one function an optimizer (the CPU backend loops over each, so that its
+ * loop is one optimizer's and vectorizes):
  *   gd:       θ -= α g
  *   momentum: v = β1 v + (1-β1) g;  θ -= α v
  *   rmsprop:  s = β2 s + (1-β2) g²; θ -= α g / (√s + ε)
  *   adam:     v and s as above;     θ -= α (v / c1) / (√(s / c2) + ε) */
+NNLIB_ELEMENTWISE void nnlib_gd_update(const nnlib_update_constants *c, float g,
+                                       float *theta) {
+  *theta -= c->learning_rate * g;
+}
+
+NNLIB_ELEMENTWISE void nnlib_momentum_update(const nnlib_update_constants *c,
+                                             float g, float *theta, float *v) {
+  *v = c->beta1 * *v + (1.0f - c->beta1) * g;
+  *theta -= c->learning_rate * *v;
+}
+
+NNLIB_ELEMENTWISE void nnlib_rmsprop_update(const nnlib_update_constants *c,
+                                            float g, float *theta, float *s) {
+  *s = c->beta2 * *s + (1.0f - c->beta2) * g * g;
+  *theta -= c->learning_rate * g / (sqrtf(*s) + c->epsilon);
+}
+
+NNLIB_ELEMENTWISE void nnlib_adam_update(const nnlib_update_constants *c,
+                                         float g, float *theta, float *v,
+                                         float *s) {
+  *v = c->beta1 * *v + (1.0f - c->beta1) * g;
+  *s = c->beta2 * *s + (1.0f - c->beta2) * g * g;
+  const float v_hat = *v / c->correction1;
+  const float s_hat = *s / c->correction2;
+  *theta -= c->learning_rate * v_hat / (sqrtf(s_hat) + c->epsilon);
+}
+
+/* The update of c->kind (the CUDA kernel's: one kernel for every kind). */
 NNLIB_ELEMENTWISE void nnlib_update_parameter(const nnlib_update_constants *c,
                                               float g, float *theta, float *v,
                                               float *s) {
   switch (c->kind) {
   case NN_OPTIMIZER_MOMENTUM:
-    *v = c->beta1 * *v + (1.0f - c->beta1) * g;
-    *theta -= c->learning_rate * *v;
+    nnlib_momentum_update(c, g, theta, v);
     break;
   case NN_OPTIMIZER_RMSPROP:
-    *s = c->beta2 * *s + (1.0f - c->beta2) * g * g;
-    *theta -= c->learning_rate * g / (sqrtf(*s) + c->epsilon);
+    nnlib_rmsprop_update(c, g, theta, s);
     break;
-  case NN_OPTIMIZER_ADAM: {
-    *v = c->beta1 * *v + (1.0f - c->beta1) * g;
-    *s = c->beta2 * *s + (1.0f - c->beta2) * g * g;
-    const float v_hat = *v / c->correction1;
-    const float s_hat = *s / c->correction2;
-    *theta -= c->learning_rate * v_hat / (sqrtf(s_hat) + c->epsilon);
+  case NN_OPTIMIZER_ADAM:
+    nnlib_adam_update(c, g, theta, v, s);
     break;
-  }
   default:
-    *theta -= c->learning_rate * g;
+    nnlib_gd_update(c, g, theta);
     break;
   }
 }

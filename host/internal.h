@@ -29,7 +29,7 @@ struct nn_context {
   int device_index;
   nnlib_backend *backend;
   char backend_name[128];
-  char notice[256];
+  char notice[512];
   char last_error[NNLIB_ERROR_CAPACITY];
 };
 

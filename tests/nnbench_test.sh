@@ -120,6 +120,7 @@ check(memory["device_used_bytes"] is None, "no device memory on the CPU")
 
 environment = record["environment"]
 check(environment["cpu_cores"] >= 1 and environment["gpu"] is None, "environment")
+check(isinstance(environment.get("blas_core"), str) and environment["blas_core"], "environment.blas_core names OpenBLAS's kernels")
 
 for problem in problems:
     print("JSON check failed:", problem)
