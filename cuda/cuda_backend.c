@@ -4,19 +4,13 @@
  * cuRAND) and a copy stream (streamed batch uploads), one cuBLAS handle with
  * its own 32 MiB workspace (shared with the cuBLASLt handle of the fused
  * products), a device scratch for reductions. Everything is
- * allocated here, once; the step loop allocates nothing (gather_columns grows
- * its index staging on first use).
+ * allocated here, once; the step loop allocates nothing (set_gather_order
+ * sizes its order buffers at the first epoch).
  */
 #include "cuda_backend.h"
 
 #include <stdio.h>
 #include <stdlib.h>
-
-static void release_gather_events(nnlib_cuda_backend *cuda) {
-  for (size_t s = 0; s < NNLIB_CUDA_GATHER_SLOTS; s++)
-    if (cuda->gather_copied[s])
-      cudaEventDestroy(cuda->gather_copied[s]);
-}
 
 /* Frees whatever creation got as far as making; errors are ignored (there
  * is nobody to report them to, and the context is going away). */
@@ -30,7 +24,8 @@ static void cuda_destroy(nnlib_backend *backend) {
   if (cuda->copy)
     cudaStreamSynchronize(cuda->copy);
   nnlib_cuda_gather_release(cuda);
-  release_gather_events(cuda);
+  if (cuda->gather_copied)
+    cudaEventDestroy(cuda->gather_copied);
   nnlib_cuda_lt_destroy(cuda);
   if (cuda->cublas)
     cublasDestroy(cuda->cublas);
@@ -53,9 +48,9 @@ static nn_status create_streams(nnlib_cuda_backend *cuda, nn_context *ctx) {
   if (status == NN_OK)
     status = NNLIB_CUDA_CHECK(
         ctx, cudaStreamCreateWithFlags(&cuda->copy, cudaStreamNonBlocking));
-  for (size_t s = 0; status == NN_OK && s < NNLIB_CUDA_GATHER_SLOTS; s++)
+  if (status == NN_OK)
     status =
-        NNLIB_CUDA_CHECK(ctx, cudaEventCreateWithFlags(&cuda->gather_copied[s],
+        NNLIB_CUDA_CHECK(ctx, cudaEventCreateWithFlags(&cuda->gather_copied,
                                                        cudaEventDisableTiming));
   return status;
 }
@@ -125,6 +120,7 @@ static const nnlib_backend_ops cuda_ops = {
     .timer_create = nnlib_cuda_timer_create,
     .check_precision = nnlib_cuda_check_precision,
     .elapsed_ms = nnlib_cuda_elapsed_ms,
+    .set_gather_order = nnlib_cuda_set_gather_order,
     .gather_columns = nnlib_cuda_gather_columns,
     .memory_info = nnlib_cuda_memory_info,
     .rng_create = nnlib_cuda_rng_create,

@@ -38,10 +38,6 @@ extern "C" {
 #define NNLIB_CUDA_REDUCTION_DOUBLES ((size_t)1 << 17)
 #define NNLIB_CUDA_REDUCTION_BLOCKS 1024
 
-/* gather_columns stages column indices through this many pinned slots, so
- * that filling one never waits for the copy of the one just issued. */
-#define NNLIB_CUDA_GATHER_SLOTS 4
-
 /* Threads per block of the elementwise kernels, and the most blocks they are
  * launched with (they loop over the rest, grid-stride). */
 #define NNLIB_CUDA_THREADS 256
@@ -64,14 +60,14 @@ typedef struct nnlib_cuda_backend {
   double *reduction_scratch; /* NNLIB_CUDA_REDUCTION_DOUBLES, device */
   nnlib_update_constants *update_constants; /* device: the staged step */
 
-  /* gather_columns: slot s holds indices [s * capacity, (s+1) * capacity)
-   * of both buffers; its event is recorded after its host-to-device copy,
-   * so the host refills a slot only once that copy has read it. */
-  uint64_t *gather_staging; /* pinned host, SLOTS × gather_capacity */
-  uint64_t *gather_indices; /* device, SLOTS × gather_capacity */
-  size_t gather_capacity;   /* indices per slot */
-  cudaEvent_t gather_copied[NNLIB_CUDA_GATHER_SLOTS];
-  unsigned gather_next_slot;
+  /* The epoch's column order for gather_columns (set_gather_order):
+   * staged in pinned memory, copied to the device; the event is recorded
+   * after the copy, so the host refills the staging only once it is read. */
+  uint64_t *gather_staging;  /* pinned host, gather_capacity */
+  uint64_t *gather_order;    /* device, gather_capacity */
+  size_t gather_capacity;    /* positions both hold */
+  size_t gather_order_count; /* positions of the current order */
+  cudaEvent_t gather_copied;
 } nnlib_cuda_backend;
 
 static inline nnlib_cuda_backend *nnlib_cuda(nnlib_backend *backend) {
@@ -192,9 +188,11 @@ nn_status nnlib_cuda_scale(nnlib_backend *backend, nn_context *ctx, float *dst,
                            const float *src, float alpha, size_t count);
 
 /* gather.cu */
+nn_status nnlib_cuda_set_gather_order(nnlib_backend *backend, nn_context *ctx,
+                                      const size_t *order, size_t count);
 nn_status nnlib_cuda_gather_columns(nnlib_backend *backend, nn_context *ctx,
                                     const nnlib_gather_matrix matrices[2],
-                                    const size_t *columns, size_t count);
+                                    size_t first, size_t count);
 /* Frees the gather staging (backend destruction). */
 void nnlib_cuda_gather_release(nnlib_cuda_backend *cuda);
 

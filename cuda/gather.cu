@@ -1,15 +1,15 @@
 /*
- * gather.cu — gather_columns for device-resident data: the batch's column
- * indices go from the host through a pinned staging slot to the device
- * (cudaMemcpyAsync on the compute stream), then one kernel copies the
- * columns of both matrices (a batch's X and Y).
+ * gather.cu — resident batches: set_gather_order uploads an epoch's column
+ * order once (host, through a pinned staging buffer, to the device, by
+ * cudaMemcpyAsync on the compute stream); gather_columns then copies a
+ * batch's columns of both matrices (X and Y) in one kernel that reads its
+ * positions of that order on the device. A step thus issues no copy of its
+ * own: the compute stream goes from one step's last kernel to the next
+ * step's gather with nothing in between.
  *
- * The staging is a ring of NNLIB_CUDA_GATHER_SLOTS slots, each with an event
- * recorded after its copy: the host refills a slot only once the copy that
- * last read it has run, which, with several slots, is long done — the host
- * does not wait for the step in flight. Each slot has its own device index
- * buffer, rewritten only by a copy issued after the kernel that read it (the
- * same stream).
+ * The staging buffer is refilled only once its last copy has run (its
+ * event; an epoch ago, so long done), and the device order is rewritten
+ * only by a copy issued after every gather that read it (the same stream).
  */
 #include "kernel_common.cuh"
 
@@ -50,25 +50,26 @@ static __global__ void gather_columns_kernel(void *x_dst, const float *x_src,
 
 extern "C" void nnlib_cuda_gather_release(nnlib_cuda_backend *cuda) {
   cudaFreeHost(cuda->gather_staging);
-  cudaFree(cuda->gather_indices);
+  cudaFree(cuda->gather_order);
   cuda->gather_staging = NULL;
-  cuda->gather_indices = NULL;
+  cuda->gather_order = NULL;
   cuda->gather_capacity = 0;
+  cuda->gather_order_count = 0;
   (void)cudaGetLastError();
 }
 
-/* Makes every slot hold count indices. Growing waits for the compute stream
- * (a kernel may still read the old buffers): it happens on the first gather
- * of a run, not in steady state. */
-static nn_status reserve_indices(nnlib_cuda_backend *cuda, nn_context *ctx,
-                                 size_t count) {
+/* Makes both buffers hold count positions. Growing waits for the compute
+ * stream (a gather may still read the old order): it happens at the first
+ * epoch of a run, not in steady state. */
+static nn_status reserve_order(nnlib_cuda_backend *cuda, nn_context *ctx,
+                               size_t count) {
   if (count <= cuda->gather_capacity)
     return NN_OK;
-  if (count > SIZE_MAX / sizeof(uint64_t) / NNLIB_CUDA_GATHER_SLOTS)
-    return NNLIB_FAIL_CALL(ctx, NN_ERROR_OUT_OF_MEMORY, "gather_columns",
-                           "%zu column indices overflow the address space",
+  if (count > SIZE_MAX / sizeof(uint64_t))
+    return NNLIB_FAIL_CALL(ctx, NN_ERROR_OUT_OF_MEMORY, "set_gather_order",
+                           "%zu column positions overflow the address space",
                            count);
-  const size_t bytes = NNLIB_CUDA_GATHER_SLOTS * count * sizeof(uint64_t);
+  const size_t bytes = count * sizeof(uint64_t);
   nn_status status =
       NNLIB_CUDA_CHECK(ctx, cudaStreamSynchronize(cuda->compute));
   if (status != NN_OK)
@@ -81,7 +82,7 @@ static nn_status reserve_indices(nnlib_cuda_backend *cuda, nn_context *ctx,
       "cudaHostAlloc", bytes, false, __FILE__, __LINE__);
   if (status == NN_OK)
     status = nnlib_cuda_check_allocation(
-        ctx, cudaMalloc((void **)&cuda->gather_indices, bytes), "cudaMalloc",
+        ctx, cudaMalloc((void **)&cuda->gather_order, bytes), "cudaMalloc",
         bytes, true, __FILE__, __LINE__);
   if (status != NN_OK) {
     nnlib_cuda_gather_release(cuda);
@@ -91,50 +92,50 @@ static nn_status reserve_indices(nnlib_cuda_backend *cuda, nn_context *ctx,
   return NN_OK;
 }
 
-/* Copies columns (host) into the next slot and on to the device; returns
- * the device indices. */
-static nn_status stage_indices(nnlib_cuda_backend *cuda, nn_context *ctx,
-                               const size_t *columns, size_t count,
-                               const uint64_t **device_indices) {
-  const unsigned slot = cuda->gather_next_slot;
-  cuda->gather_next_slot = (slot + 1) % NNLIB_CUDA_GATHER_SLOTS;
-  uint64_t *staging = cuda->gather_staging + slot * cuda->gather_capacity;
-  uint64_t *indices = cuda->gather_indices + slot * cuda->gather_capacity;
-  nn_status status =
-      NNLIB_CUDA_CHECK(ctx, cudaEventSynchronize(cuda->gather_copied[slot]));
-  if (status != NN_OK)
+extern "C" nn_status nnlib_cuda_set_gather_order(nnlib_backend *backend,
+                                                 nn_context *ctx,
+                                                 const size_t *order,
+                                                 size_t count) {
+  nnlib_cuda_backend *cuda = nnlib_cuda(backend);
+  nn_status status = nnlib_cuda_use_device(cuda, ctx);
+  if (status == NN_OK)
+    status = reserve_order(cuda, ctx, count);
+  if (status == NN_OK)
+    status = NNLIB_CUDA_CHECK(ctx, cudaEventSynchronize(cuda->gather_copied));
+  cuda->gather_order_count = 0; /* until the new order is on its way */
+  if (status != NN_OK || count == 0)
     return status;
   for (size_t k = 0; k < count; k++)
-    staging[k] = (uint64_t)columns[k];
+    cuda->gather_staging[k] = (uint64_t)order[k];
   status = NNLIB_CUDA_CHECK(
-      ctx, cudaMemcpyAsync(indices, staging, count * sizeof(uint64_t),
-                           cudaMemcpyHostToDevice, cuda->compute));
+      ctx, cudaMemcpyAsync(cuda->gather_order, cuda->gather_staging,
+                           count * sizeof(uint64_t), cudaMemcpyHostToDevice,
+                           cuda->compute));
   if (status == NN_OK)
     status = NNLIB_CUDA_CHECK(
-        ctx, cudaEventRecord(cuda->gather_copied[slot], cuda->compute));
-  *device_indices = indices;
+        ctx, cudaEventRecord(cuda->gather_copied, cuda->compute));
+  if (status == NN_OK)
+    cuda->gather_order_count = count;
   return status;
 }
 
 extern "C" nn_status
 nnlib_cuda_gather_columns(nnlib_backend *backend, nn_context *ctx,
-                          const nnlib_gather_matrix matrices[2],
-                          const size_t *columns, size_t count) {
+                          const nnlib_gather_matrix matrices[2], size_t first,
+                          size_t count) {
   nnlib_cuda_backend *cuda = nnlib_cuda(backend);
-  const uint64_t *indices = NULL;
   const nnlib_gather_matrix x = matrices[0], y = matrices[1];
   const size_t rows = x.rows + y.rows;
   nn_status status = nnlib_cuda_use_device(cuda, ctx);
   if (status != NN_OK || rows == 0 || count == 0)
     return status;
-  status = reserve_indices(cuda, ctx, count);
-  if (status == NN_OK)
-    status = stage_indices(cuda, ctx, columns, count, &indices);
+  status =
+      nnlib_check_gather_range(ctx, first, count, cuda->gather_order_count);
   if (status != NN_OK)
     return status;
   gather_columns_kernel<<<nnlib_cuda_blocks(rows * count), NNLIB_CUDA_THREADS,
                           0, cuda->compute>>>(
       x.dst, x.src, x.rows, x.bf16, y.rows ? y.dst : NULL,
-      y.rows ? y.src : NULL, y.rows, y.bf16, indices, count);
+      y.rows ? y.src : NULL, y.rows, y.bf16, cuda->gather_order + first, count);
   return NNLIB_CUDA_CHECK_LAUNCH(ctx, gather_columns_kernel);
 }

@@ -52,6 +52,12 @@ typedef struct nnlib_gather_matrix {
   bool bf16;
 } nnlib_gather_matrix;
 
+/* gather_columns' check, for both backends: NN_OK when the positions
+ * first .. first + count - 1 lie in the current order of order_count
+ * columns (set_gather_order), else an error naming them. */
+nn_status nnlib_check_gather_range(nn_context *ctx, size_t first, size_t count,
+                                   size_t order_count);
+
 typedef struct nnlib_backend_ops {
   void (*destroy)(nnlib_backend *backend);
 
@@ -105,12 +111,18 @@ typedef struct nnlib_backend_ops {
                             nnlib_event *out);
   nn_status (*elapsed_ms)(nnlib_backend *backend, nn_context *ctx,
                           nnlib_event start, nnlib_event end, float *ms);
-  /* For each of the two matrices (a batch's X and Y; the second may have
-   * no rows): dst (rows × count) = the given columns of src (rows × m),
-   * both backend memory, in one pass; columns is host memory. */
+  /* Resident batches. set_gather_order makes order (count column
+   * indices, host memory) the one gather_columns reads, in one upload per
+   * epoch rather than one per batch; the CPU reads order itself, so it
+   * must stay unchanged until the next call. gather_columns: for each of
+   * the two matrices (a batch's X and Y; the second may have no rows), dst
+   * (rows × count) = the columns order[first], ..., order[first + count -
+   * 1] of src (rows × m), both backend memory, in one pass. */
+  nn_status (*set_gather_order)(nnlib_backend *backend, nn_context *ctx,
+                                const size_t *order, size_t count);
   nn_status (*gather_columns)(nnlib_backend *backend, nn_context *ctx,
                               const nnlib_gather_matrix matrices[2],
-                              const size_t *columns, size_t count);
+                              size_t first, size_t count);
   /* Free and total backend memory in bytes (the CPU reports 0, 0: no
    * limit is known). */
   nn_status (*memory_info)(nnlib_backend *backend, nn_context *ctx,

@@ -2,7 +2,7 @@
  * common.c — errors, checked allocation, names of enums, seeded host
  * randomness: the small pieces every other file uses.
  */
-#include "internal.h"
+#include "backend.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -223,4 +223,14 @@ void nnlib_permutation(size_t *order, size_t count, uint64_t seed) {
     order[i - 1] = order[j];
     order[j] = swap;
   }
+}
+
+nn_status nnlib_check_gather_range(nn_context *ctx, size_t first, size_t count,
+                                   size_t order_count) {
+  if (first <= order_count && count <= order_count - first)
+    return NN_OK;
+  return NNLIB_FAIL_CALL(ctx, NN_ERROR_INVALID_ARGUMENT, "gather_columns",
+                         "positions %zu..%zu of an order of %zu (internal: "
+                         "set_gather_order first)",
+                         first, first + count, order_count);
 }

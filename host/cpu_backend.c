@@ -447,10 +447,13 @@ static nn_status cpu_sum_squares(nnlib_backend *backend, nn_context *ctx,
   return NN_OK;
 }
 
-/* The CPU backend's state: the staged optimizer constants. */
+/* The CPU backend's state: the staged optimizer constants, and the column
+ * order gathers read (the caller's, kept unchanged: set_gather_order). */
 typedef struct cpu_backend {
   nnlib_backend base; /* first: the scheduler holds a nnlib_backend * */
   nnlib_update_constants staged;
+  const size_t *gather_order;
+  size_t gather_order_count;
 } cpu_backend;
 
 static nn_status cpu_optimizer_stage(nnlib_backend *backend, nn_context *ctx,
@@ -592,10 +595,25 @@ static nn_status cpu_event_nothing(nnlib_backend *backend, nn_context *ctx,
   return NN_OK;
 }
 
+static nn_status cpu_set_gather_order(nnlib_backend *backend, nn_context *ctx,
+                                      const size_t *order, size_t count) {
+  (void)ctx;
+  ((cpu_backend *)backend)->gather_order = order;
+  ((cpu_backend *)backend)->gather_order_count = count;
+  return NN_OK;
+}
+
 static nn_status cpu_gather_columns(nnlib_backend *backend, nn_context *ctx,
                                     const nnlib_gather_matrix matrices[2],
-                                    const size_t *columns, size_t count) {
-  (void)backend;
+                                    size_t first, size_t count) {
+  const cpu_backend *cpu = (const cpu_backend *)backend;
+  if (count == 0) /* nothing to read, as on CUDA */
+    return NN_OK;
+  nn_status status =
+      nnlib_check_gather_range(ctx, first, count, cpu->gather_order_count);
+  if (status != NN_OK)
+    return status;
+  const size_t *columns = cpu->gather_order + first;
   for (int k = 0; k < 2; k++)
     if (matrices[k].bf16 && matrices[k].rows > 0)
       return NNLIB_FAIL_CALL(ctx, NN_ERROR_UNSUPPORTED, "gather_columns",
@@ -639,6 +657,7 @@ static const nnlib_backend_ops cpu_ops = {
     .timer_create = cpu_timer_create,
     .check_precision = cpu_check_precision,
     .elapsed_ms = cpu_elapsed_ms,
+    .set_gather_order = cpu_set_gather_order,
     .gather_columns = cpu_gather_columns,
     .memory_info = cpu_memory_info,
     .rng_create = cpu_rng_create,

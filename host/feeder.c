@@ -420,6 +420,11 @@ nn_status nnlib_feeder_begin_epoch(nnlib_feeder *feeder, const size_t *order,
   feeder->order = order;
   feeder->first_batch = first_batch;
   feeder->next_batch = first_batch;
+  /* Resident and shuffled: the whole order goes to the backend once, and
+   * each batch is a gather of its positions there. */
+  if (feeder->resident && order && status == NN_OK)
+    status = feeder->backend->ops->set_gather_order(
+        feeder->backend, feeder->ctx, order, feeder->data->example_count);
   if (feeder->resident || status != NN_OK || first_batch >= feeder->batches)
     return status;
   /* No producer runs now, so the lock is not needed yet. */
@@ -457,8 +462,8 @@ static nn_status next_resident(nnlib_feeder *feeder, size_t batch,
   const nnlib_gather_matrix matrices[2] = {
       {x_bf16 ? x_bf16 : feeder->gathered.x, feeder->all_x, nx, x_bf16 != NULL},
       {feeder->gathered.y, feeder->all_y, ny, false}};
-  nn_status status = ops->gather_columns(feeder->backend, feeder->ctx, matrices,
-                                         feeder->order + first, count);
+  nn_status status =
+      ops->gather_columns(feeder->backend, feeder->ctx, matrices, first, count);
   /* With x_bf16 there is no fp32 X of the batch; the resident set stands
    * in for it (the step reads the bf16 copy only). */
   *input = x_bf16 ? feeder->all_x : feeder->gathered.x;

@@ -44,7 +44,8 @@ bool nnlib_feeder_is_resident(const nnlib_feeder *feeder);
 bool nnlib_feeder_input_in_bf16(const nnlib_feeder *feeder);
 
 /* Starts delivering the epoch's batches first_batch, first_batch + 1, ...
- * in the given column order (NULL: in order). order must stay valid until
+ * in the given column order (NULL: in order; else the data set's
+ * example_count columns). order must stay valid and unchanged until
  * the next begin_epoch or destroy (which join the producers), or until
  * every batch of the epoch has been handed out: the producers have read
  * all of it by then. */

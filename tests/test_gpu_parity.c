@@ -892,8 +892,21 @@ static void random_columns(support_rng *rng, size_t *columns, size_t count,
     columns[k] = (size_t)(support_rng_uniform(rng) * (double)m) % m;
 }
 
-/* gather_columns against the CPU's, through more calls than staging slots
- * and a growth of the index staging (5 columns, then 50). */
+/* The batches of one order: its positions in three gathers of their own
+ * ranges (the first half, the rest, all but the first). */
+typedef struct gather_range {
+  size_t first, count;
+} gather_range;
+
+static void order_ranges(size_t length, gather_range ranges[3]) {
+  ranges[0] = (gather_range){0, length / 2};
+  ranges[1] = (gather_range){length / 2, length - length / 2};
+  ranges[2] = (gather_range){1, length - 1};
+}
+
+/* gather_columns against the CPU's, over orders of 5, 50 and 20 columns
+ * (the order buffers grow once, then hold a shorter order), each gathered
+ * in ranges at different positions. */
 Test(gpu_parity, gather_columns_matches_the_cpu) {
   parity p = parity_open();
   nnlib_backend *backends[2] = {p.gpu->backend, p.cpu->backend};
@@ -911,22 +924,37 @@ Test(gpu_parity, gather_columns_matches_the_cpu) {
     SUPPORT_OK(contexts[b],
                ops->upload(backends[b], contexts[b], src[b], source, rows * m));
   }
+  const size_t lengths[] = {5, 50, 20};
   size_t columns[50];
-  for (int call = 0; call < 7; call++) {
-    size_t count = call < 5 ? 5 : 50;
-    random_columns(&rng, columns, count, m);
-    float results[2][3 * 50];
-    for (int b = 0; b < 2; b++) {
-      const nnlib_backend_ops *ops = backends[b]->ops;
-      const nnlib_gather_matrix matrices[2] = {{dst[b], src[b], rows, false},
-                                               {NULL, NULL, 0, false}};
-      SUPPORT_OK(contexts[b], ops->gather_columns(backends[b], contexts[b],
-                                                  matrices, columns, count));
-      SUPPORT_OK(contexts[b], ops->download(backends[b], contexts[b],
-                                            results[b], dst[b], rows * count));
+  for (int epoch = 0; epoch < 3; epoch++) {
+    const size_t length = lengths[epoch];
+    random_columns(&rng, columns, length, m);
+    gather_range ranges[3];
+    order_ranges(length, ranges);
+    for (int b = 0; b < 2; b++)
+      SUPPORT_OK(contexts[b], backends[b]->ops->set_gather_order(
+                                  backends[b], contexts[b], columns, length));
+    for (int r = 0; r < 3; r++) {
+      const size_t count = ranges[r].count;
+      float results[2][3 * 50];
+      for (int b = 0; b < 2; b++) {
+        const nnlib_backend_ops *ops = backends[b]->ops;
+        const nnlib_gather_matrix matrices[2] = {{dst[b], src[b], rows, false},
+                                                 {NULL, NULL, 0, false}};
+        SUPPORT_OK(contexts[b],
+                   ops->gather_columns(backends[b], contexts[b], matrices,
+                                       ranges[r].first, count));
+        SUPPORT_OK(contexts[b],
+                   ops->download(backends[b], contexts[b], results[b], dst[b],
+                                 rows * count));
+      }
+      cr_assert_eq(memcmp(results[0], results[1], rows * count * sizeof(float)),
+                   0, "order of %zu, positions %zu.. (%zu): the gathers differ",
+                   length, ranges[r].first, count);
+      for (size_t k = 0; k < count; k++)
+        cr_assert_eq(results[1][k * rows],
+                     source[columns[ranges[r].first + k] * rows]);
     }
-    cr_assert_eq(memcmp(results[0], results[1], rows * count * sizeof(float)),
-                 0, "gather call %d of %zu columns differs", call, count);
   }
   for (int b = 0; b < 2; b++) {
     backends[b]->ops->release(backends[b], src[b]);
@@ -981,8 +1009,8 @@ Test(gpu_parity, gather_columns_takes_x_and_y_together) {
                                                   y_source, y_rows, m, count);
     const nnlib_gather_matrix matrices[2] = {{g.x_dst, g.x_src, x_rows, false},
                                              {g.y_dst, g.y_src, y_rows, false}};
-    SUPPORT_OK(ctx,
-               ops->gather_columns(backend, ctx, matrices, columns, count));
+    SUPPORT_OK(ctx, ops->set_gather_order(backend, ctx, columns, count));
+    SUPPORT_OK(ctx, ops->gather_columns(backend, ctx, matrices, 0, count));
     SUPPORT_OK(ctx, ops->download(backend, ctx, results[b], g.x_dst,
                                   (x_rows + y_rows) * count));
     ops->release(backend, g.memory);
@@ -1023,7 +1051,8 @@ Test(gpu_parity, gather_columns_rounds_x_into_bf16) {
       upload_gather_sources(gpu, x_source, x_rows, y_source, y_rows, m, count);
   const nnlib_gather_matrix matrices[2] = {{g.x_dst, g.x_src, x_rows, true},
                                            {g.y_dst, g.y_src, y_rows, false}};
-  SUPPORT_OK(gpu, ops->gather_columns(backend, gpu, matrices, columns, count));
+  SUPPORT_OK(gpu, ops->set_gather_order(backend, gpu, columns, count));
+  SUPPORT_OK(gpu, ops->gather_columns(backend, gpu, matrices, 0, count));
   /* x_rows × count bf16 take half as many floats. */
   float y_result[y_rows * count], x_result[x_rows * count / 2 + 1];
   SUPPORT_OK(gpu,
@@ -1052,19 +1081,54 @@ Test(gpu_parity, the_cpu_refuses_a_bf16_gather) {
   const size_t one[1] = {0};
   const nnlib_gather_matrix refused[2] = {{dst, src, 4, true},
                                           {NULL, NULL, 0, false}};
+  SUPPORT_OK(cpu,
+             cpu->backend->ops->set_gather_order(cpu->backend, cpu, one, 1));
   cr_assert_eq(
-      cpu->backend->ops->gather_columns(cpu->backend, cpu, refused, one, 1),
+      cpu->backend->ops->gather_columns(cpu->backend, cpu, refused, 0, 1),
       NN_ERROR_UNSUPPORTED);
   cr_assert_not_null(strstr(nn_context_last_error(cpu), "fp32 only"));
   nn_context_destroy(cpu);
 }
 
-/* gather_columns issued back to back, 12 calls through the 4 pinned index
- * slots with nothing synchronized in between, behind ~1 GB of fills that
- * keep the compute stream busy: the host runs ahead until it must reuse a
- * slot, and may refill it only once the copy that read it has run (a slot
- * refilled early would gather another call's columns). Each call writes its
- * own region of dst; one download at the end. */
+/* Positions past the order (or before any order) are refused by both
+ * backends, naming the range, and nothing is read. */
+static void check_gather_range_refused(nn_context *ctx) {
+  nnlib_backend *backend = ctx->backend;
+  const nnlib_backend_ops *ops = backend->ops;
+  float *memory = NULL;
+  SUPPORT_OK(ctx, ops->alloc(backend, ctx, 16, &memory));
+  const nnlib_gather_matrix matrices[2] = {{memory + 8, memory, 2, false},
+                                           {NULL, NULL, 0, false}};
+  cr_assert_eq(ops->gather_columns(backend, ctx, matrices, 0, 1),
+               NN_ERROR_INVALID_ARGUMENT, "a gather before any order");
+  const size_t order[3] = {2, 0, 1};
+  SUPPORT_OK(ctx, ops->set_gather_order(backend, ctx, order, 3));
+  cr_assert_eq(ops->gather_columns(backend, ctx, matrices, 2, 2),
+               NN_ERROR_INVALID_ARGUMENT, "positions 2..4 of 3");
+  cr_assert_not_null(
+      strstr(nn_context_last_error(ctx), "2..4 of an order of 3"), "%s",
+      nn_context_last_error(ctx));
+  cr_assert_eq(ops->gather_columns(backend, ctx, matrices, 4, 0), NN_OK,
+               "an empty gather reads nothing");
+  SUPPORT_OK(ctx, ops->gather_columns(backend, ctx, matrices, 1, 2));
+  ops->release(backend, memory);
+}
+
+Test(gpu_parity, a_gather_past_the_order_is_refused) {
+  nn_context *cpu = support_cpu_context();
+  check_gather_range_refused(cpu);
+  nn_context_destroy(cpu);
+  nn_context *gpu = gpu_context_or_skip();
+  check_gather_range_refused(gpu);
+  nn_context_destroy(gpu);
+}
+
+/* 12 orders, each set and gathered back to back with nothing synchronized
+ * in between, behind ~1 GB of fills that keep the compute stream busy: the
+ * host may refill the order's pinned staging only once the copy that read
+ * it has run, and the device order is overwritten only after the gather
+ * that read it (a refill too early would gather another order's columns).
+ * Each gather writes its own region of dst; one download at the end. */
 Test(gpu_parity, gather_columns_back_to_back) {
   nn_context *gpu = gpu_context_or_skip();
   nnlib_backend *backend = gpu->backend;
@@ -1086,8 +1150,8 @@ Test(gpu_parity, gather_columns_back_to_back) {
     const nnlib_gather_matrix matrices[2] = {
         {dst + c * (size_t)rows * count, src, rows, false},
         {NULL, NULL, 0, false}};
-    SUPPORT_OK(gpu,
-               ops->gather_columns(backend, gpu, matrices, columns[c], count));
+    SUPPORT_OK(gpu, ops->set_gather_order(backend, gpu, columns[c], count));
+    SUPPORT_OK(gpu, ops->gather_columns(backend, gpu, matrices, 0, count));
   }
   float *result = allocate_floats((size_t)rows * count * calls);
   SUPPORT_OK(gpu, ops->download(backend, gpu, result, dst,
