@@ -9,12 +9,12 @@
  * running, so the CPU backend says so in the context's notice instead
  * (unless OPENBLAS_CORETYPE is set already).
  */
-#include "internal.h"
+#include "backend.h"
 
 #include <cblas.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
+#include <strings.h>
 
 /* OpenBLAS's x86-64 cores (openblas_get_corename) with AVX2 + FMA
  * kernels; the last three have AVX-512 ones too. */
