@@ -21,15 +21,12 @@ static const size_t lengths[] = {1,  3,  4,   5,   15,  16,
                                  17, 33, 255, 256, 257, 1027};
 #define LENGTH_COUNT (sizeof lengths / sizeof lengths[0])
 
-/* Deterministic values in [low, high): a 64-bit LCG. */
+/* Deterministic values in [low, high) (support.h's generator). */
 static void fill_uniform(float *x, size_t count, float low, float high,
                          uint64_t seed) {
-  uint64_t state = seed * 6364136223846793005ull + 1442695040888963407ull;
-  for (size_t k = 0; k < count; k++) {
-    state = state * 6364136223846793005ull + 1442695040888963407ull;
-    const float unit = (float)(state >> 40) / (float)(1u << 24);
-    x[k] = low + (high - low) * unit;
-  }
+  support_rng rng = support_rng_seeded(seed);
+  for (size_t k = 0; k < count; k++)
+    x[k] = (float)(low + (high - low) * support_rng_uniform(&rng));
 }
 
 /* count zeroed floats starting one float past a 64-byte boundary. */
