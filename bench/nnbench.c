@@ -509,6 +509,7 @@ static int report_results(bench_session *session) {
 }
 
 int main(int argc, char **argv) {
+  cli_keep_arguments(argv);
   static bench_session session; /* large; zeroed */
   default_config(&session.config);
   int code = parse_arguments(argc, argv, &session.config);

@@ -274,6 +274,16 @@ static inline nn_status nnlib_backend_alloc_doubles(nnlib_backend *backend,
 /* The CPU backend (host/cpu_backend.c). */
 nn_status nnlib_cpu_backend_create(nn_context *ctx, nnlib_backend **out);
 
+/* The OPENBLAS_CORETYPE whose kernels would run faster than `core`'s on a
+ * CPU with (or without) AVX2 + FMA and AVX-512 (host/cpu_blas.c):
+ * "SkylakeX", "Haswell", or NULL when core's kernels fit. */
+const char *nnlib_blas_better_core(const char *core, bool avx2_fma,
+                                   bool avx512);
+
+/* The same for this process's OpenBLAS and CPU; NULL when
+ * OPENBLAS_CORETYPE is set. */
+const char *nnlib_cpu_blas_better_core(void);
+
 /* Advice on OpenBLAS's kernels (host/cpu_blas.c): into out, "" when OpenBLAS
  * runs `core`'s kernels and they use what a CPU with (or without) AVX2 +
  * FMA and AVX-512 has, else which OPENBLAS_CORETYPE would. */

@@ -113,3 +113,9 @@ nn_backend_kind nn_context_backend(const nn_context *ctx) {
 const char *nn_context_notice(const nn_context *ctx) {
   return ctx ? ctx->notice : "";
 }
+
+const char *nn_context_faster_blas_core(const nn_context *ctx) {
+  if (!ctx || ctx->backend_kind != NN_BACKEND_CPU)
+    return NULL;
+  return nnlib_cpu_blas_better_core();
+}

@@ -28,27 +28,53 @@ static bool has_avx2_kernels(const char *core) {
   return false;
 }
 
+const char *nnlib_blas_better_core(const char *core, bool avx2_fma,
+                                   bool avx512) {
+  if (!avx2_fma || has_avx2_kernels(core))
+    return NULL;
+  return avx512 ? "SkylakeX" : "Haswell";
+}
+
 void nnlib_blas_advice(const char *core, bool avx2_fma, bool avx512, char *out,
                        size_t size) {
   out[0] = '\0';
-  if (!avx2_fma || has_avx2_kernels(core))
+  const char *better = nnlib_blas_better_core(core, avx2_fma, avx512);
+  if (!better)
     return;
   snprintf(out, size,
            "OpenBLAS runs its %s kernels on this CPU, which has %s: "
            "OPENBLAS_CORETYPE=%s makes the CPU's matrix products several "
            "times faster",
-           core, avx512 ? "AVX-512" : "AVX2", avx512 ? "SkylakeX" : "Haswell");
+           core, avx512 ? "AVX-512" : "AVX2", better);
+}
+
+/* What this CPU runs. OpenBLAS's SkylakeX kernels use AVX-512 F, BW, DQ and
+ * VL (a Xeon Phi has F without the others). __builtin_cpu_supports also
+ * checks that the OS saves the vector registers. */
+static void detect_vectors(bool *avx2_fma, bool *avx512) {
+  *avx2_fma = *avx512 = false;
+#if defined(__x86_64__) && defined(__GNUC__)
+  __builtin_cpu_init();
+  *avx2_fma = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  *avx512 =
+      __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+      __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl");
+#endif
+}
+
+const char *nnlib_cpu_blas_better_core(void) {
+  if (getenv("OPENBLAS_CORETYPE"))
+    return NULL; /* the user's choice, whatever OpenBLAS made of it */
+  bool avx2_fma, avx512;
+  detect_vectors(&avx2_fma, &avx512);
+  return nnlib_blas_better_core(openblas_get_corename(), avx2_fma, avx512);
 }
 
 void nnlib_cpu_blas_advice(char *out, size_t size) {
   out[0] = '\0';
   if (getenv("OPENBLAS_CORETYPE"))
-    return; /* the user's choice, whatever OpenBLAS made of it */
-  bool avx2_fma = false, avx512 = false;
-#if defined(__x86_64__) && defined(__GNUC__)
-  __builtin_cpu_init();
-  avx2_fma = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  avx512 = __builtin_cpu_supports("avx512f");
-#endif
+    return;
+  bool avx2_fma, avx512;
+  detect_vectors(&avx2_fma, &avx512);
   nnlib_blas_advice(openblas_get_corename(), avx2_fma, avx512, out, size);
 }

@@ -113,6 +113,15 @@ NN_API nn_backend_kind nn_context_backend(const nn_context *ctx);
  * CPU; "" when there is nothing to say. */
 NN_API const char *nn_context_notice(const nn_context *ctx);
 
+/* For a CPU context: the OpenBLAS kernels ("SkylakeX", "Haswell") that
+ * would run its matrix products several times faster than the ones
+ * OpenBLAS chose — Debian 12's OpenBLAS takes its generic SSE3 kernels on
+ * CPUs newer than it knows. OpenBLAS reads the choice from the environment
+ * variable OPENBLAS_CORETYPE when it loads, so only a new process can use
+ * it (the tools start themselves again with it). NULL for a CUDA context,
+ * when OPENBLAS_CORETYPE is set already, or when the kernels fit. */
+NN_API const char *nn_context_faster_blas_core(const nn_context *ctx);
+
 /* ------------------------------------------------------------------------ */
 /* Activations, losses, initializations                                      */
 /* ------------------------------------------------------------------------ */

@@ -105,6 +105,32 @@ expect 0 "predictions written" -- "$bin/nnpredict" --model img.safetensors --x i
 checks=$((checks + 1))
 cmp -s scaled.csv raw.csv && fail "--no-scale made no difference to the predictions"
 
+echo "== OpenBLAS's generic kernels: the tool starts again with the CPU's own"
+# Debian's OpenBLAS takes its generic kernels on CPUs newer than it knows;
+# then nntrain starts itself again with OPENBLAS_CORETYPE set, and trains as
+# a run given that setting does. Elsewhere there is nothing to check.
+blas_run=(--train data.csv --target y --hidden 16,16 --output linear --epochs 3 --device cpu)
+env -u OPENBLAS_CORETYPE "$bin/nntrain" "${blas_run[@]}" --save blas_auto.safetensors >blas_auto.out 2>&1 ||
+  fail "nntrain without OPENBLAS_CORETYPE: $(cat blas_auto.out)"
+core=$(sed -n 's/.*starting again with OPENBLAS_CORETYPE=\([A-Za-z0-9]*\).*/\1/p' blas_auto.out)
+if [ -n "$core" ]; then
+  checks=$((checks + 1))
+  [ "$(grep -c "starting again" blas_auto.out)" -eq 1 ] || fail "started again more than once: $(cat blas_auto.out)"
+  checks=$((checks + 1))
+  grep -q "makes the CPU's matrix products" blas_auto.out && fail "the new start still advises OPENBLAS_CORETYPE: $(cat blas_auto.out)"
+  OPENBLAS_CORETYPE=$core "$bin/nntrain" "${blas_run[@]}" --save blas_set.safetensors >blas_set.out 2>&1 ||
+    fail "nntrain with OPENBLAS_CORETYPE=$core: $(cat blas_set.out)"
+  checks=$((checks + 1))
+  grep -q "starting again" blas_set.out && fail "started again although OPENBLAS_CORETYPE was set: $(cat blas_set.out)"
+  checks=$((checks + 1))
+  cmp -s blas_auto.safetensors blas_set.safetensors ||
+    fail "the new start trained differently from a run with OPENBLAS_CORETYPE=$core"
+  expect 0 "predictions written" -- env -u OPENBLAS_CORETYPE "$bin/nnpredict" --model blas_auto.safetensors \
+    --x data.csv --target y --out blas_pred.csv --device cpu
+else
+  echo "(OpenBLAS's kernels fit this CPU: no new start to check)"
+fi
+
 echo "== interrupt and resume"
 common=(--train data.csv --target class --hidden 6 --activation relu --output sigmoid
   --optimizer adam --lr 0.01 --batch 32 --epochs 5 --dropout 0.1 --val-split 0.2 --device cpu)

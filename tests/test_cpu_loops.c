@@ -259,6 +259,39 @@ Test(cpu_loops, openblas_kernels_that_fit_the_cpu_need_no_advice) {
   cr_assert_str_empty(advice, "'%s'", advice);
 }
 
+Test(cpu_loops, the_faster_core_is_the_one_the_advice_names) {
+  cr_assert_str_eq(nnlib_blas_better_core("Prescott", true, true), "SkylakeX");
+  cr_assert_str_eq(nnlib_blas_better_core("Nehalem", true, false), "Haswell");
+  cr_assert_null(nnlib_blas_better_core("Prescott", false, false));
+  cr_assert_null(nnlib_blas_better_core("SkylakeX", true, true));
+  cr_assert_null(nnlib_blas_better_core("Haswell", true, true));
+}
+
+Test(cpu_loops, a_cpu_context_names_the_faster_core_unless_one_is_set) {
+  nn_context *ctx = support_cpu_context();
+  const char *faster = nn_context_faster_blas_core(ctx);
+  const char *expected = nnlib_cpu_blas_better_core();
+  if (expected)
+    cr_assert(faster && strcmp(faster, expected) == 0,
+              "the context says %s, the CPU check %s", faster ? faster : "NULL",
+              expected);
+  else
+    cr_assert_null(faster, "%s", faster);
+  /* Once OPENBLAS_CORETYPE is set (by the user or by a tool's new start)
+   * there is nothing to suggest. */
+  const char *saved = getenv("OPENBLAS_CORETYPE");
+  char *copy = saved ? strdup(saved) : NULL;
+  setenv("OPENBLAS_CORETYPE", "Prescott", 1);
+  cr_expect_null(nn_context_faster_blas_core(ctx));
+  if (copy)
+    setenv("OPENBLAS_CORETYPE", copy, 1);
+  else
+    unsetenv("OPENBLAS_CORETYPE");
+  free(copy);
+  cr_assert_null(nn_context_faster_blas_core(NULL));
+  nn_context_destroy(ctx);
+}
+
 Test(cpu_loops, the_cpu_context_notice_carries_this_machines_advice) {
   char advice[256];
   nnlib_cpu_blas_advice(advice, sizeof advice);

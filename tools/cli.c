@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 void cli_error(const char *program, const char *format, ...) {
   va_list args;
@@ -108,6 +109,35 @@ bool cli_parse_device(const char *program, const char *text,
   return false;
 }
 
+/* main's argv, for restart_with_blas_core; NULL: never restart. */
+static char **program_arguments;
+
+void cli_keep_arguments(char **argv) {
+  program_arguments = argv;
+}
+
+/* Debian's OpenBLAS takes slow generic kernels on CPUs newer than it knows
+ * and reads OPENBLAS_CORETYPE only when it loads
+ * (nn_context_faster_blas_core), so the program starts itself again, same
+ * arguments, with that set. Called before anything is read, written or
+ * computed. Returns only if the new start failed (the variable is unset
+ * again, and the program goes on with OpenBLAS's own choice). */
+static void restart_with_blas_core(const char *program, const char *core) {
+  if (!program_arguments || setenv("OPENBLAS_CORETYPE", core, 1) != 0)
+    return;
+  cli_error(program,
+            "OpenBLAS chose generic kernels for this CPU: starting again "
+            "with OPENBLAS_CORETYPE=%s (set OPENBLAS_CORETYPE to choose)",
+            core);
+  fflush(NULL);
+  execv("/proc/self/exe", program_arguments);
+  cli_error(program,
+            "could not start again (%s): going on with OpenBLAS's "
+            "generic kernels",
+            strerror(errno));
+  unsetenv("OPENBLAS_CORETYPE");
+}
+
 int cli_open_context(const char *program, nn_backend_kind kind, int index,
                      nn_context **out) {
   char message[1024];
@@ -117,6 +147,9 @@ int cli_open_context(const char *program, nn_backend_kind kind, int index,
     cli_error(program, "%s: %s", nn_status_str(status), message);
     return status == NN_ERROR_NO_DEVICE ? EXIT_USAGE : cli_exit_code(status);
   }
+  const char *faster_core = nn_context_faster_blas_core(*out);
+  if (faster_core)
+    restart_with_blas_core(program, faster_core);
   if (nn_context_notice(*out)[0])
     cli_error(program, "%s", nn_context_notice(*out));
   return 0;

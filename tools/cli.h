@@ -40,8 +40,14 @@ bool cli_parse_float(const char *program, const char *flag, const char *text,
 bool cli_parse_device(const char *program, const char *text,
                       nn_backend_kind *kind, int *index);
 
+/* Remembers main's argv (NULL-terminated), so that cli_open_context may
+ * start the program again with faster OpenBLAS kernels. */
+void cli_keep_arguments(char **argv);
+
 /* Creates the context, printing the fallback notice if AUTO chose the CPU.
- */
+ * A CPU context on which OpenBLAS chose kernels slower than the CPU's
+ * (nn_context_faster_blas_core) first starts the program again with
+ * OPENBLAS_CORETYPE set, when cli_keep_arguments was called. */
 int cli_open_context(const char *program, nn_backend_kind kind, int index,
                      nn_context **out);
 

@@ -302,6 +302,7 @@ static int report_accuracy(predict_run *run) {
 }
 
 int main(int argc, char **argv) {
+  cli_keep_arguments(argv);
   predict_config config = {.device = NN_BACKEND_AUTO};
   int code = parse_arguments(argc, argv, &config);
   if (code != 0)

@@ -879,14 +879,16 @@ static int train(train_config *config, run_objects *run) {
   catch_interrupt();
   nn_train_summary summary;
   /* What the library decides on its own while training (CUDA graphs or a
-   * fused product given up) lands in the context's notice. */
-  char notice[256];
-  snprintf(notice, sizeof notice, "%s", nn_context_notice(run->ctx));
+   * fused product given up) lands in the context's notice. A copy of all of it
+   * (the CPU's OpenBLAS advice alone is over 256 characters): a truncated one
+   * would differ and repeat the notice. */
+  char *notice = strdup(nn_context_notice(run->ctx));
   nn_status status =
       nn_model_train(run->model, run->train, &config->options, &summary);
   double seconds = cli_now() - progress.started;
-  if (strcmp(notice, nn_context_notice(run->ctx)) != 0)
+  if (notice && strcmp(notice, nn_context_notice(run->ctx)) != 0)
     cli_error(program, "note: %s", nn_context_notice(run->ctx));
+  free(notice);
   config->options.resume = NULL;
   if (status == NN_ERROR_STOPPED && interrupted)
     return save_interrupted(config, run, &summary);
@@ -896,6 +898,7 @@ static int train(train_config *config, run_objects *run) {
 }
 
 int main(int argc, char **argv) {
+  cli_keep_arguments(argv);
   train_config config;
   default_config(&config);
   int code = parse_arguments(argc, argv, &config);
