@@ -19,4 +19,18 @@ awk -v a="$accuracy" 'BEGIN { exit !(a >= 0.88) }' ||
   { echo "test accuracy $accuracy < 0.88"; exit 1; }
 grep -q "^model saved to model.safetensors" out.txt && [ -s model.safetensors ] ||
   { echo "the model was not saved"; exit 1; }
-echo "default job: test accuracy $accuracy"
+# The phases: training is the "time:" line's figure, reading 30 MB of .gz
+# takes a measurable time, and the parts add up to no more than the whole.
+phases=$(grep '^phases:' out.txt) || { echo "no phases line"; exit 1; }
+training=$(awk '/^time:/ {print $2}' out.txt)
+awk -v line="$phases" -v training="$training" 'BEGIN {
+  n = split(line, word, /[ ,;]+/)
+  for (k = 1; k < n; k++) if (word[k + 1] == "s") value[word[k - 1]] = word[k]
+  since = line; sub(/ s since start.*/, "", since); sub(/.*; /, "", since)
+  sum = value["context"] + value["data"] + value["model"] + value["training"] + value["evaluation"] + value["saving"]
+  if (value["training"] != training) { print "phases: training " value["training"] " but time: " training; exit 1 }
+  if (!(value["data"] > 0)) { print "phases: no time for reading the data"; exit 1 }
+  if (!(value["evaluation"] > 0)) { print "phases: no time for the evaluation"; exit 1 }
+  if (!(since > 0) || sum > since + 0.02) { print "phases add up to " sum " s, more than the " since " s since start"; exit 1 }
+}' || { echo "in: $phases"; exit 1; }
+echo "default job: test accuracy $accuracy; $phases"

@@ -653,6 +653,14 @@ static size_t report_interval(const progress_state *state) {
 /* The run                                                                   */
 /* ------------------------------------------------------------------------ */
 
+/* Where a run's time goes, in seconds, printed last ("phases:") so that a
+ * slow start (opening a GPU, decompressing the files) is visible beside
+ * the training itself. */
+typedef struct phase_times {
+  double started; /* cli_now() when main began */
+  double context, data, model, training, evaluation, saving;
+} phase_times;
+
 typedef struct run_objects {
   nn_context *ctx;
   nn_model *model;
@@ -660,6 +668,7 @@ typedef struct run_objects {
   nn_train_state resume;
   bool resuming;
   FILE *log;
+  phase_times times;
 } run_objects;
 
 static void close_run(run_objects *run) {
@@ -673,6 +682,7 @@ static void close_run(run_objects *run) {
 
 static nn_status load_data(train_config *config, run_objects *run,
                            nn_load_options options) {
+  double started = cli_now();
   bool csv = config->train_csv != NULL;
   nn_status status =
       cli_load(run->ctx, csv ? config->train_csv : config->train_x,
@@ -686,6 +696,7 @@ static nn_status load_data(train_config *config, run_objects *run,
     status =
         cli_load(run->ctx, csv ? config->test_csv : config->test_x,
                  config->test_y, config->target, csv, &options, &run->test);
+  run->times.data = cli_now() - started;
   return status;
 }
 
@@ -746,11 +757,13 @@ static nn_status prepare(train_config *config, run_objects *run) {
 /* The model's products in --precision and --fusion (also when resuming: a
  * checkpoint holds fp32 weights whatever they were trained in). */
 static nn_status prepare_model(train_config *config, run_objects *run) {
+  double started = cli_now();
   nn_status status = prepare(config, run);
   if (status == NN_OK)
     status = nn_model_set_precision(run->model, config->precision);
   if (status == NN_OK)
     status = nn_model_set_fusion(run->model, config->fusion);
+  run->times.model = cli_now() - started - run->times.data;
   return status;
 }
 
@@ -822,11 +835,20 @@ static int save_interrupted(const train_config *config, run_objects *run,
   return 130;
 }
 
+static void print_phases(const phase_times *times) {
+  printf("phases: context %.2f s, data %.2f s, model %.2f s, training %.2f "
+         "s, evaluation %.2f s, saving %.2f s; %.2f s since start\n",
+         times->context, times->data, times->model, times->training,
+         times->evaluation, times->saving, cli_now() - times->started);
+}
+
 static int finish(const train_config *config, run_objects *run,
                   const nn_train_summary *summary, double seconds) {
   printf("\n");
+  double started = cli_now();
   report_metrics("train", run, run->train);
   report_metrics("test", run, run->test);
+  run->times.evaluation = cli_now() - started;
   size_t iterations = summary->iterations_run - run->resume.iteration;
   double samples =
       (double)iterations * (double)(config->options.batch_size
@@ -835,11 +857,15 @@ static int finish(const train_config *config, run_objects *run,
   printf("time: %.2f s, %.0f samples/s%s\n", seconds, samples / seconds,
          summary->stopped_early ? " (stopped early)" : "");
 
+  started = cli_now();
   nn_status status = nn_model_save(run->model, config->save_path,
                                    &config->options, &summary->state);
   if (status != NN_OK)
     return cli_fail(program, run->ctx, status);
   printf("model saved to %s\n", config->save_path);
+  run->times.training = seconds;
+  run->times.saving = cli_now() - started;
+  print_phases(&run->times);
   return 0;
 }
 
@@ -898,17 +924,19 @@ static int train(train_config *config, run_objects *run) {
 }
 
 int main(int argc, char **argv) {
+  double started = cli_now();
   cli_keep_arguments(argv);
   train_config config;
   default_config(&config);
   int code = parse_arguments(argc, argv, &config);
   if (code != 0)
     return code < 0 ? 0 : code;
-  run_objects run = {0};
+  run_objects run = {.times.started = started};
   code =
       cli_open_context(program, config.device, config.device_index, &run.ctx);
   if (code != 0)
     return code;
+  run.times.context = cli_now() - started;
   nn_status status = prepare_model(&config, &run);
   if (status != NN_OK)
     code = cli_fail(program, run.ctx, status);
