@@ -168,7 +168,7 @@ nn_status nn_dataset_load_csv(nn_context *ctx, const char *path,
   nn_status status = check_call(ctx, call, path, options, out);
   if (status != NN_OK)
     return status;
-  FILE *file = fopen(path, "rb");
+  FILE *file = fopen(path, "rbe");
   if (!file)
     return NNLIB_FAIL_CALL(ctx, NN_ERROR_IO, call, "%s: cannot open: %s", path,
                            strerror(errno));

@@ -193,7 +193,7 @@ static bool is_hdf5(const char *path) {
 
 nn_status nnlib_hdf5_load(nn_context *ctx, const char *call, const char *path,
                           const char *dataset, nnlib_tensor *out) {
-  FILE *probe = fopen(path, "rb"); /* for errno: libhdf5 does not say why */
+  FILE *probe = fopen(path, "rbe"); /* for errno: libhdf5 does not say why */
   if (!probe)
     return NNLIB_FAIL_CALL(ctx, NN_ERROR_IO, call, "%s: cannot open: %s", path,
                            strerror(errno));

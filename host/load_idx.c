@@ -96,7 +96,7 @@ nn_status nnlib_idx_read(nnlib_source *source, nnlib_tensor *out) {
 nn_status nnlib_idx_load(nn_context *ctx, const char *call, const char *path,
                          nnlib_tensor *out) {
   errno = 0;
-  gzFile file = gzopen(path, "rb");
+  gzFile file = gzopen(path, "rbe");
   if (!file)
     return NNLIB_FAIL_CALL(ctx, NN_ERROR_IO, call, "%s: cannot open: %s", path,
                            errno ? strerror(errno) : "out of memory");

@@ -286,7 +286,7 @@ nn_status nnlib_npy_read(nnlib_source *source, nnlib_tensor *out) {
 
 nn_status nnlib_npy_load(nn_context *ctx, const char *call, const char *path,
                          nnlib_tensor *out) {
-  FILE *file = fopen(path, "rb");
+  FILE *file = fopen(path, "rbe");
   if (!file)
     return NNLIB_FAIL_CALL(ctx, NN_ERROR_IO, call, "%s: cannot open: %s", path,
                            strerror(errno));

@@ -181,6 +181,9 @@ NN_API nn_activation nn_loss_output_activation(nn_loss loss);
 /* Datasets: X (n_x × m) and Y (n_y × m), examples as columns                */
 /* ------------------------------------------------------------------------ */
 
+/* A dataset is host memory: models of any context train on it, evaluate
+ * and predict on it (nntrain loads on a CPU context while a GPU's opens);
+ * the context given at creation receives the errors of creating it. */
 typedef struct nn_dataset nn_dataset;
 
 /* Copies x (n_x × m, column-major: example j at x + j*n_x) and y (n_y × m)

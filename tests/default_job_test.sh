@@ -27,7 +27,10 @@ awk -v line="$phases" -v training="$training" 'BEGIN {
   n = split(line, word, /[ ,;]+/)
   for (k = 1; k < n; k++) if (word[k + 1] == "s") value[word[k - 1]] = word[k]
   since = line; sub(/ s since start.*/, "", since); sub(/.*; /, "", since)
-  sum = value["context"] + value["data"] + value["model"] + value["training"] + value["evaluation"] + value["saving"]
+  opening = value["context"] + value["data"]
+  # "context X s and data Y s at once": the two overlapped.
+  if (line ~ /at once/) opening = value["context"] > value["data"] ? value["context"] : value["data"]
+  sum = opening + value["model"] + value["training"] + value["evaluation"] + value["saving"]
   if (value["training"] != training) { print "phases: training " value["training"] " but time: " training; exit 1 }
   if (!(value["data"] > 0)) { print "phases: no time for reading the data"; exit 1 }
   if (!(value["evaluation"] > 0)) { print "phases: no time for the evaluation"; exit 1 }

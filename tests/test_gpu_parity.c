@@ -687,18 +687,19 @@ static int record_epoch_cost(const nn_progress *progress, void *user_data) {
   return 0;
 }
 
-/* The course's planar "flower" data (2 × 400), a 2-8-4-1 network (2-8-4-2
- * with softmax, the classes one-hot), initialized from the seed on ctx's
- * own generator, trained 20 epochs. */
-static training_result train_case(nn_context *ctx, const training_case *c) {
+/* The course's planar "flower" data (2 × 400) as a dataset of data_ctx, a
+ * 2-8-4-1 network (2-8-4-2 with softmax, the classes one-hot) on ctx,
+ * initialized from the seed on ctx's own generator, trained 20 epochs. */
+static training_result train_case_on(nn_context *ctx, nn_context *data_ctx,
+                                     const training_case *c) {
   float x[2 * SUPPORT_PLANAR_EXAMPLES];
   int32_t labels[SUPPORT_PLANAR_EXAMPLES];
   support_planar_dataset(11, x, labels);
   const bool softmax = c->loss == NN_LOSS_CATEGORICAL_CROSS_ENTROPY;
   nn_dataset *data = NULL;
-  SUPPORT_OK(ctx,
-             nn_dataset_create_from_labels(ctx, 2, SUPPORT_PLANAR_EXAMPLES, x,
-                                           labels, softmax ? 2 : 1, &data));
+  SUPPORT_OK(data_ctx,
+             nn_dataset_create_from_labels(data_ctx, 2, SUPPORT_PLANAR_EXAMPLES,
+                                           x, labels, softmax ? 2 : 1, &data));
   const size_t widths[] = {2, 8, 4, softmax ? 2 : 1};
   nn_model *model = make_model(ctx, widths, 3, c->hidden, c->dropout, c->loss);
   SUPPORT_OK(ctx, nn_model_init(model, NN_INIT_XAVIER, 5));
@@ -726,6 +727,10 @@ static training_result train_case(nn_context *ctx, const training_case *c) {
   nn_model_destroy(model);
   nn_dataset_destroy(data);
   return result;
+}
+
+static training_result train_case(nn_context *ctx, const training_case *c) {
+  return train_case_on(ctx, ctx, c);
 }
 
 /* Each loss through nn_model_train, whose steps compute the loss and dZ[L]
@@ -798,6 +803,24 @@ Test(gpu_parity, reruns_are_bit_identical) {
   free(first.parameters);
   free(second.parameters);
   nn_context_destroy(gpu);
+}
+
+/* nntrain loads its data on a CPU context while the GPU's opens: a model on
+ * the GPU trains on a dataset of a CPU context (host memory, streamed or
+ * uploaded as its own would be) to the same bits. */
+Test(gpu_parity, a_dataset_of_a_cpu_context_trains_the_same_on_the_gpu) {
+  parity p = parity_open();
+  const training_case *tc = &training_cases[4]; /* dropout, L2, validation */
+  training_result own = train_case(p.gpu, tc);
+  training_result borrowed = train_case_on(p.gpu, p.cpu, tc);
+  cr_assert_eq(memcmp(own.costs, borrowed.costs, sizeof own.costs), 0,
+               "epoch costs differ with the CPU context's dataset");
+  cr_assert_eq(
+      memcmp(own.parameters, borrowed.parameters, own.count * sizeof(float)), 0,
+      "parameters differ with the CPU context's dataset");
+  free(own.parameters);
+  free(borrowed.parameters);
+  parity_close(&p);
 }
 
 /* Large batches spread every reduction over many blocks (the loss over

@@ -31,7 +31,9 @@ static void fail_job(training_job *job, nn_context *ctx, nn_status status) {
   job->status = status;
 }
 
-static nn_status train_flower(training_job *job, nn_context *ctx) {
+/* The model on ctx, its dataset on data_ctx (ctx itself, or another). */
+static nn_status train_flower(training_job *job, nn_context *ctx,
+                              nn_context *data_ctx) {
   float x[2 * SUPPORT_PLANAR_EXAMPLES];
   int32_t labels[SUPPORT_PLANAR_EXAMPLES];
   support_planar_dataset(1, x, labels);
@@ -42,7 +44,7 @@ static nn_status train_flower(training_job *job, nn_context *ctx) {
   nn_dataset *data = NULL;
   nn_model *model = NULL;
   nn_status status = nn_dataset_create_from_labels(
-      ctx, 2, SUPPORT_PLANAR_EXAMPLES, x, labels, 1, &data);
+      data_ctx, 2, SUPPORT_PLANAR_EXAMPLES, x, labels, 1, &data);
   if (status == NN_OK)
     status = nn_model_create(ctx, &spec, &model);
   if (status == NN_OK)
@@ -80,7 +82,7 @@ static void *run_job(void *argument) {
   job->status =
       nn_context_create(NN_BACKEND_CPU, 0, &ctx, job->error, sizeof job->error);
   if (job->status == NN_OK)
-    job->status = train_flower(job, ctx);
+    job->status = train_flower(job, ctx, ctx);
   nn_context_destroy(ctx);
   return NULL;
 }
@@ -126,6 +128,23 @@ Test(threads, two_contexts_train_independently_and_identically) {
   free(alone.parameters);
 }
 
+/* A dataset is host memory: a model trains on one made on another context
+ * (nntrain loads its data on a CPU context while the device's opens) as on
+ * one of its own. */
+Test(threads, a_dataset_of_another_context_trains_the_same) {
+  training_job own = {0}, borrowed = {0};
+  run_job(&own);
+  cr_assert_eq(own.status, NN_OK, "own: %s", own.error);
+  nn_context *ctx = support_cpu_context(), *data_ctx = support_cpu_context();
+  borrowed.status = train_flower(&borrowed, ctx, data_ctx);
+  cr_assert_eq(borrowed.status, NN_OK, "borrowed: %s", borrowed.error);
+  expect_same_run(&borrowed, &own, "dataset of another context");
+  nn_context_destroy(data_ctx);
+  nn_context_destroy(ctx);
+  free(own.parameters);
+  free(borrowed.parameters);
+}
+
 /* Errors are per context: a failure on one context leaves another's
  * message alone, even when both are used from different threads. */
 static void *fail_on_own_context(void *argument) {
@@ -142,7 +161,7 @@ Test(threads, errors_stay_on_their_context) {
   pthread_t thread;
   cr_assert_eq(pthread_create(&thread, NULL, fail_on_own_context, failing), 0);
   training_job job = {0};
-  cr_assert_eq(train_flower(&job, quiet), NN_OK, "%s", job.error);
+  cr_assert_eq(train_flower(&job, quiet, quiet), NN_OK, "%s", job.error);
   cr_assert_eq(pthread_join(thread, NULL), 0);
   cr_assert_str_eq(nn_context_last_error(quiet), "");
   cr_assert_not_null(strstr(nn_context_last_error(failing), "spec is NULL"));

@@ -9,6 +9,7 @@
 
 #include <getopt.h>
 #include <math.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -659,10 +660,12 @@ static size_t report_interval(const progress_state *state) {
 typedef struct phase_times {
   double started; /* cli_now() when main began */
   double context, data, model, training, evaluation, saving;
+  bool at_once; /* context and data overlapped (open_new_run) */
 } phase_times;
 
 typedef struct run_objects {
   nn_context *ctx;
+  nn_context *data_ctx; /* the datasets' (open_new_run), or NULL: ctx's */
   nn_model *model;
   nn_dataset *train, *test;
   nn_train_state resume;
@@ -677,6 +680,7 @@ static void close_run(run_objects *run) {
   nn_dataset_destroy(run->train);
   nn_dataset_destroy(run->test);
   nn_model_destroy(run->model);
+  nn_context_destroy(run->data_ctx);
   nn_context_destroy(run->ctx);
 }
 
@@ -684,9 +688,10 @@ static nn_status load_data(train_config *config, run_objects *run,
                            nn_load_options options) {
   double started = cli_now();
   bool csv = config->train_csv != NULL;
+  nn_context *ctx = run->data_ctx ? run->data_ctx : run->ctx;
   nn_status status =
-      cli_load(run->ctx, csv ? config->train_csv : config->train_x,
-               config->train_y, config->target, csv, &options, &run->train);
+      cli_load(ctx, csv ? config->train_csv : config->train_x, config->train_y,
+               config->target, csv, &options, &run->train);
   if (status != NN_OK)
     return status;
   /* The test labels use the training set's classes. */
@@ -694,8 +699,8 @@ static nn_status load_data(train_config *config, run_objects *run,
     options.class_count = nn_dataset_target_width(run->train);
   if (config->test_csv || config->test_x)
     status =
-        cli_load(run->ctx, csv ? config->test_csv : config->test_x,
-                 config->test_y, config->target, csv, &options, &run->test);
+        cli_load(ctx, csv ? config->test_csv : config->test_x, config->test_y,
+                 config->target, csv, &options, &run->test);
   run->times.data = cli_now() - started;
   return status;
 }
@@ -743,28 +748,88 @@ static nn_status resume_model(train_config *config, run_objects *run) {
                                         !config->no_scale));
 }
 
-static nn_status prepare(train_config *config, run_objects *run) {
-  if (config->resume_path)
-    return resume_model(config, run);
-  nn_load_options options =
-      cli_load_options_for(config->loss, 0, !config->no_scale);
-  nn_status status = load_data(config, run, options);
+/* The model's products in --precision and --fusion (also when resuming: a
+ * checkpoint holds fp32 weights whatever they were trained in). */
+static nn_status set_products(const train_config *config, run_objects *run) {
+  nn_status status = nn_model_set_precision(run->model, config->precision);
   if (status == NN_OK)
-    status = build_model(config, run);
+    status = nn_model_set_fusion(run->model, config->fusion);
   return status;
 }
 
-/* The model's products in --precision and --fusion (also when resuming: a
- * checkpoint holds fp32 weights whatever they were trained in). */
-static nn_status prepare_model(train_config *config, run_objects *run) {
+/* --resume: the device, then the checkpoint, then the data it says how to
+ * read. */
+static int open_to_resume(train_config *config, run_objects *run) {
+  int code = cli_open_context(program, config->device, config->device_index,
+                              &run->ctx);
+  if (code != 0)
+    return code;
+  run->times.context = cli_now() - run->times.started;
   double started = cli_now();
-  nn_status status = prepare(config, run);
+  nn_status status = resume_model(config, run);
   if (status == NN_OK)
-    status = nn_model_set_precision(run->model, config->precision);
-  if (status == NN_OK)
-    status = nn_model_set_fusion(run->model, config->fusion);
+    status = set_products(config, run);
   run->times.model = cli_now() - started - run->times.data;
-  return status;
+  return status == NN_OK ? 0 : cli_fail(program, run->ctx, status);
+}
+
+/* A new run opens the device on a thread of its own while the main thread
+ * decompresses the data files: on a GPU each takes a few tenths of a
+ * second (the driver and cuBLAS; zlib). The datasets belong to a CPU
+ * context of their own, since a context is used by one thread at a time;
+ * a dataset is host memory, and a model of any context trains on it. */
+typedef struct device_opening {
+  const train_config *config;
+  nn_context *ctx;
+  int code;
+  double finished; /* cli_now() */
+} device_opening;
+
+static void *open_device(void *argument) {
+  device_opening *opening = argument;
+  opening->code =
+      cli_open_context(program, opening->config->device,
+                       opening->config->device_index, &opening->ctx);
+  opening->finished = cli_now();
+  return NULL;
+}
+
+static nn_status load_new_data(train_config *config, run_objects *run) {
+  char message[512];
+  nn_status status = nn_context_create(NN_BACKEND_CPU, 0, &run->data_ctx,
+                                       message, sizeof message);
+  if (status != NN_OK) {
+    cli_error(program, "%s: %s", nn_status_str(status), message);
+    return status;
+  }
+  return load_data(config, run,
+                   cli_load_options_for(config->loss, 0, !config->no_scale));
+}
+
+/* The device's failure is reported first, as if it had come first. */
+static int open_new_run(train_config *config, run_objects *run) {
+  device_opening opening = {.config = config};
+  pthread_t thread;
+  bool threaded = pthread_create(&thread, NULL, open_device, &opening) == 0;
+  if (!threaded)
+    open_device(&opening);
+  nn_status loaded = load_new_data(config, run);
+  if (threaded)
+    pthread_join(thread, NULL);
+  run->ctx = opening.ctx;
+  run->times.context = opening.finished - run->times.started;
+  run->times.at_once = threaded;
+  if (opening.code != 0)
+    return opening.code;
+  if (loaded != NN_OK)
+    return run->data_ctx ? cli_fail(program, run->data_ctx, loaded)
+                         : cli_exit_code(loaded);
+  double started = cli_now();
+  nn_status status = build_model(config, run);
+  if (status == NN_OK)
+    status = set_products(config, run);
+  run->times.model = cli_now() - started;
+  return status == NN_OK ? 0 : cli_fail(program, run->ctx, status);
 }
 
 static bool open_log(const train_config *config, run_objects *run) {
@@ -836,9 +901,10 @@ static int save_interrupted(const train_config *config, run_objects *run,
 }
 
 static void print_phases(const phase_times *times) {
-  printf("phases: context %.2f s, data %.2f s, model %.2f s, training %.2f "
-         "s, evaluation %.2f s, saving %.2f s; %.2f s since start\n",
-         times->context, times->data, times->model, times->training,
+  printf("phases: context %.2f s%s data %.2f s%s model %.2f s, training "
+         "%.2f s, evaluation %.2f s, saving %.2f s; %.2f s since start\n",
+         times->context, times->at_once ? " and" : ",", times->data,
+         times->at_once ? " at once," : ",", times->model, times->training,
          times->evaluation, times->saving, cli_now() - times->started);
 }
 
@@ -932,18 +998,10 @@ int main(int argc, char **argv) {
   if (code != 0)
     return code < 0 ? 0 : code;
   run_objects run = {.times.started = started};
-  code =
-      cli_open_context(program, config.device, config.device_index, &run.ctx);
-  if (code != 0)
-    return code;
-  run.times.context = cli_now() - started;
-  nn_status status = prepare_model(&config, &run);
-  if (status != NN_OK)
-    code = cli_fail(program, run.ctx, status);
-  else if (!open_log(&config, &run))
-    code = EXIT_USAGE;
-  else
-    code = train(&config, &run);
+  code = config.resume_path ? open_to_resume(&config, &run)
+                            : open_new_run(&config, &run);
+  if (code == 0)
+    code = open_log(&config, &run) ? train(&config, &run) : EXIT_USAGE;
   close_run(&run);
   return code;
 }
