@@ -119,23 +119,38 @@ void cli_keep_arguments(char **argv) {
 /* Debian's OpenBLAS takes slow generic kernels on CPUs newer than it knows
  * and reads OPENBLAS_CORETYPE only when it loads
  * (nn_context_faster_blas_core), so the program starts itself again, same
- * arguments, with that set. Called before anything is read, written or
- * computed. Returns only if the new start failed (the variable is unset
- * again, and the program goes on with OpenBLAS's own choice). */
+ * arguments, with that in its environment. Nothing has been written or
+ * computed yet; nntrain's main thread may be reading the data files (they
+ * are opened close-on-exec), which is why the new environment is a copy
+ * given to execve, not setenv's: another thread may call getenv meanwhile.
+ * Returns only if the new start failed, and the program goes on with
+ * OpenBLAS's own choice. */
 static void restart_with_blas_core(const char *program, const char *core) {
-  if (!program_arguments || setenv("OPENBLAS_CORETYPE", core, 1) != 0)
+  extern char **environ;
+  if (!program_arguments)
     return;
+  size_t count = 0;
+  while (environ[count])
+    count++;
+  char setting[64];
+  snprintf(setting, sizeof setting, "OPENBLAS_CORETYPE=%s", core);
+  char **environment = malloc((count + 2) * sizeof *environment);
+  if (!environment)
+    return;
+  memcpy(environment, environ, count * sizeof *environment);
+  environment[count] = setting;
+  environment[count + 1] = NULL;
   cli_error(program,
             "OpenBLAS chose generic kernels for this CPU: starting again "
-            "with OPENBLAS_CORETYPE=%s (set OPENBLAS_CORETYPE to choose)",
-            core);
+            "with %s (set OPENBLAS_CORETYPE to choose)",
+            setting);
   fflush(NULL);
-  execv("/proc/self/exe", program_arguments);
+  execve("/proc/self/exe", program_arguments, environment);
   cli_error(program,
             "could not start again (%s): going on with OpenBLAS's "
             "generic kernels",
             strerror(errno));
-  unsetenv("OPENBLAS_CORETYPE");
+  free(environment);
 }
 
 int cli_open_context(const char *program, nn_backend_kind kind, int index,
