@@ -17,6 +17,7 @@
  * Exit status: 0 ok, 1 runtime failure, 2 bad usage.
  */
 #include "../host/backend.h"
+#include "cli.h"
 
 #include <getopt.h>
 #include <stdio.h>
@@ -352,19 +353,15 @@ static int run_breakdown(const config *run, nn_context *ctx) {
 }
 
 int main(int argc, char **argv) {
+  cli_keep_arguments(argv);
   config run;
   int code = parse_arguments(argc, argv, &run);
   if (code != 0)
     return code < 0 ? 0 : code;
   nn_context *ctx = NULL;
-  char error[512] = "";
-  nn_status status =
-      nn_context_create(run.device, 0, &ctx, error, sizeof error);
-  if (status != NN_OK) {
-    fprintf(stderr, "%s: %s\n", program,
-            error[0] ? error : nn_status_str(status));
-    return 1;
-  }
+  code = cli_open_context(program, run.device, 0, &ctx);
+  if (code != 0)
+    return code;
   code = run_breakdown(&run, ctx);
   nn_context_destroy(ctx);
   return code;

@@ -27,18 +27,22 @@ typedef struct nnlib_optimizer_step {
   uint64_t step; /* t after this update, >= 1 (Adam's bias correction) */
 } nnlib_optimizer_step;
 
-/* The constants of one step for nnlib_update_parameter, Adam's bias
- * corrections with the host's powf (the same on every backend). */
+/* The constants of one step for nnlib_update_parameter: Adam's bias
+ * corrections in double with the host's pow, folded into its step size and
+ * ε (host/elementwise.h), then rounded once — the same on every backend. */
 static inline nnlib_update_constants
 nnlib_optimizer_constants(const nnlib_optimizer_step *step) {
+  const double t = (double)step->step;
+  const double correction1 = 1.0 - pow((double)step->beta1, t);
+  const double root_correction2 = sqrt(1.0 - pow((double)step->beta2, t));
   nnlib_update_constants constants = {
       step->kind,
       step->learning_rate,
       step->beta1,
       step->beta2,
       step->epsilon,
-      1.0f - powf(step->beta1, (float)step->step),
-      1.0f - powf(step->beta2, (float)step->step),
+      (float)(step->learning_rate * root_correction2 / correction1),
+      (float)(step->epsilon * root_correction2),
   };
   return constants;
 }
