@@ -421,7 +421,9 @@ typedef enum nn_optimizer {
   NN_OPTIMIZER_MOMENTUM, /* v = β1 v + (1-β1) g;  θ -= α v */
   NN_OPTIMIZER_RMSPROP,  /* s = β2 s + (1-β2) g²; θ -= α g / (√s + ε) */
   NN_OPTIMIZER_ADAM,     /* bias-corrected: v̂ = v/(1-β1^t), ŝ = s/(1-β2^t);
-                            θ -= α v̂ / (√ŝ + ε) */
+                            θ -= α v̂ / (√ŝ + ε), evaluated (as PyTorch
+                            does) as θ -= α_t v / (√s + ε_t) with
+                            α_t = α √(1-β2^t) / (1-β1^t), ε_t = ε √(1-β2^t) */
   NN_OPTIMIZER_COUNT
 } nn_optimizer;
 
