@@ -127,6 +127,16 @@ if [ -n "$core" ]; then
     fail "the new start trained differently from a run with OPENBLAS_CORETYPE=$core"
   expect 0 "predictions written" -- env -u OPENBLAS_CORETYPE "$bin/nnpredict" --model blas_auto.safetensors \
     --x data.csv --target y --out blas_pred.csv --device cpu
+  # Started through the dynamic loader, /proc/self/exe is the loader: no new
+  # start then (it would read the first flag as its own), the advice instead.
+  loader=$(ldd "$bin/nntrain" | awk '/ld-linux/ {print $1; exit}')
+  if [ -x "$loader" ]; then
+    expect 0 "OPENBLAS_CORETYPE=$core makes" -- env -u OPENBLAS_CORETYPE "$loader" "$bin/nntrain" \
+      "${blas_run[@]}" --save blas_loader.safetensors
+    checks=$((checks + 1))
+    env -u OPENBLAS_CORETYPE "$loader" "$bin/nntrain" "${blas_run[@]}" --save blas_loader.safetensors 2>&1 |
+      grep -q "starting again" && fail "started again through the dynamic loader"
+  fi
 else
   echo "(OpenBLAS's kernels fit this CPU: no new start to check)"
 fi

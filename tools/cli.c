@@ -125,9 +125,23 @@ void cli_keep_arguments(char **argv) {
  * given to execve, not setenv's: another thread may call getenv meanwhile.
  * Returns only if the new start failed, and the program goes on with
  * OpenBLAS's own choice. */
+/* Whether /proc/self/exe is the program itself: not when it was started
+ * through the dynamic loader (`ld-linux-x86-64.so.2 ./nntrain ...`), which
+ * would take the program's first argument for its own. */
+static bool started_as_itself(void) {
+  char path[4096];
+  ssize_t length = readlink("/proc/self/exe", path, sizeof path - 1);
+  if (length <= 0)
+    return false;
+  path[length] = '\0';
+  const char *slash = strrchr(path, '/');
+  const char *name = slash ? slash + 1 : path;
+  return !(strncmp(name, "ld-", 3) == 0 && strstr(name, ".so"));
+}
+
 static void restart_with_blas_core(const char *program, const char *core) {
   extern char **environ;
-  if (!program_arguments)
+  if (!program_arguments || !started_as_itself())
     return;
   size_t count = 0;
   while (environ[count])
