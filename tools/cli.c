@@ -125,10 +125,15 @@ void cli_keep_arguments(char **argv) {
  * given to execve, not setenv's: another thread may call getenv meanwhile.
  * Returns only if the new start failed, and the program goes on with
  * OpenBLAS's own choice. */
-/* Whether /proc/self/exe is the program itself: not when it was started
- * through the dynamic loader (`ld-linux-x86-64.so.2 ./nntrain ...`), which
- * would take the program's first argument for its own. */
-static bool started_as_itself(void) {
+/* Whether starting /proc/self/exe again runs this program as it runs now:
+ * not when it was started through the dynamic loader
+ * (`ld-linux-x86-64.so.2 ./nntrain ...`: /proc/self/exe is the loader,
+ * which would take the program's first argument for its own), nor under
+ * valgrind (the new start would leave it). */
+static bool may_start_again(void) {
+  const char *preload = getenv("LD_PRELOAD");
+  if (preload && strstr(preload, "vgpreload"))
+    return false;
   char path[4096];
   ssize_t length = readlink("/proc/self/exe", path, sizeof path - 1);
   if (length <= 0)
@@ -141,7 +146,7 @@ static bool started_as_itself(void) {
 
 static void restart_with_blas_core(const char *program, const char *core) {
   extern char **environ;
-  if (!program_arguments || !started_as_itself())
+  if (!program_arguments || !may_start_again())
     return;
   size_t count = 0;
   while (environ[count])
