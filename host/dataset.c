@@ -161,10 +161,11 @@ nn_status nn_dataset_create_from_labels(nn_context *ctx, size_t input_width,
   return status;
 }
 
-nn_status nnlib_dataset_gather(const nn_dataset *source, const size_t *columns,
-                               size_t count, nn_dataset **out) {
+nn_status nnlib_dataset_gather(nn_context *ctx, const nn_dataset *source,
+                               const size_t *columns, size_t count,
+                               nn_dataset **out) {
   const size_t nx = source->input_width, ny = source->target_width;
-  nn_status status = new_dataset(source->ctx, nx, ny, count, true, out);
+  nn_status status = new_dataset(ctx, nx, ny, count, true, out);
   if (status != NN_OK)
     return status;
   for (size_t j = 0; j < count; j++) {

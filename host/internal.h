@@ -73,10 +73,13 @@ struct nn_dataset {
   float *owned_y;
 };
 
-/* A new owning dataset holding the given columns of source, in that order
- * (used for the validation split). */
-nn_status nnlib_dataset_gather(const nn_dataset *source, const size_t *columns,
-                               size_t count, nn_dataset **out);
+/* A new owning dataset of ctx holding the given columns of source, in that
+ * order (used for the validation split). ctx is the model's: source may
+ * belong to another context, which a model's call must not touch (its
+ * errors, its thread). */
+nn_status nnlib_dataset_gather(nn_context *ctx, const nn_dataset *source,
+                               const size_t *columns, size_t count,
+                               nn_dataset **out);
 
 /* A new dataset taking ownership of x (n_x × m) and y (n_y × m), both from
  * malloc and already checked finite (the loaders check while converting).

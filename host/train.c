@@ -113,9 +113,11 @@ static nn_status split_validation(training_run *run, const nn_dataset *data) {
   if (status != NN_OK)
     return status;
   nnlib_permutation(order, m, nnlib_mix64(run->options->seed ^ SEED_SPLIT));
-  status = nnlib_dataset_gather(data, order, m - held_out, &run->owned_train);
+  nn_context *ctx = run->model->ctx;
+  status =
+      nnlib_dataset_gather(ctx, data, order, m - held_out, &run->owned_train);
   if (status == NN_OK)
-    status = nnlib_dataset_gather(data, order + (m - held_out), held_out,
+    status = nnlib_dataset_gather(ctx, data, order + (m - held_out), held_out,
                                   &run->validation);
   free(order);
   run->train = run->owned_train;

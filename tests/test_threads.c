@@ -169,3 +169,37 @@ Test(threads, errors_stay_on_their_context) {
   nn_context_destroy(failing);
   nn_context_destroy(quiet);
 }
+
+/* A model's calls on a dataset of another context leave that context
+ * alone: their errors are the model's, and a run with a validation split
+ * (new datasets made from the borrowed one) writes nothing there either. */
+Test(threads, a_borrowed_datasets_context_is_left_alone) {
+  nn_context *ctx = support_cpu_context(), *data_ctx = support_cpu_context();
+  training_job job = {0};
+  cr_assert_eq(train_flower(&job, ctx, data_ctx), NN_OK, "%s", job.error);
+  cr_assert_str_eq(nn_context_last_error(data_ctx), "");
+  /* Three inputs against the data's two: refused, on the model's context. */
+  const size_t widths[] = {3, 4, 1};
+  nn_model *model = support_model(ctx, widths, 2, NN_ACTIVATION_TANH,
+                                  NN_LOSS_BINARY_CROSS_ENTROPY);
+  float x[2 * SUPPORT_PLANAR_EXAMPLES];
+  int32_t labels[SUPPORT_PLANAR_EXAMPLES];
+  support_planar_dataset(1, x, labels);
+  nn_dataset *data = NULL;
+  SUPPORT_OK(data_ctx,
+             nn_dataset_create_from_labels(data_ctx, 2, SUPPORT_PLANAR_EXAMPLES,
+                                           x, labels, 1, &data));
+  nn_train_options options;
+  nn_train_options_default(&options);
+  options.epochs = 1;
+  options.validation_fraction = 0.2;
+  cr_assert_eq(nn_model_train(model, data, &options, NULL),
+               NN_ERROR_SHAPE_MISMATCH);
+  cr_assert_str_neq(nn_context_last_error(ctx), "");
+  cr_assert_str_eq(nn_context_last_error(data_ctx), "");
+  nn_dataset_destroy(data);
+  nn_model_destroy(model);
+  free(job.parameters);
+  nn_context_destroy(data_ctx);
+  nn_context_destroy(ctx);
+}
