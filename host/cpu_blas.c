@@ -62,19 +62,28 @@ static void detect_vectors(bool *avx2_fma, bool *avx512) {
 #endif
 }
 
-const char *nnlib_cpu_blas_better_core(void) {
+/* This process's OpenBLAS core and CPU; false when OPENBLAS_CORETYPE is
+ * set (the user's choice, whatever OpenBLAS made of it). */
+static bool this_process(const char **core, bool *avx2_fma, bool *avx512) {
   if (getenv("OPENBLAS_CORETYPE"))
-    return NULL; /* the user's choice, whatever OpenBLAS made of it */
+    return false;
+  detect_vectors(avx2_fma, avx512);
+  *core = openblas_get_corename();
+  return true;
+}
+
+const char *nnlib_cpu_blas_better_core(void) {
+  const char *core;
   bool avx2_fma, avx512;
-  detect_vectors(&avx2_fma, &avx512);
-  return nnlib_blas_better_core(openblas_get_corename(), avx2_fma, avx512);
+  return this_process(&core, &avx2_fma, &avx512)
+             ? nnlib_blas_better_core(core, avx2_fma, avx512)
+             : NULL;
 }
 
 void nnlib_cpu_blas_advice(char *out, size_t size) {
-  out[0] = '\0';
-  if (getenv("OPENBLAS_CORETYPE"))
-    return;
+  const char *core;
   bool avx2_fma, avx512;
-  detect_vectors(&avx2_fma, &avx512);
-  nnlib_blas_advice(openblas_get_corename(), avx2_fma, avx512, out, size);
+  out[0] = '\0';
+  if (this_process(&core, &avx2_fma, &avx512))
+    nnlib_blas_advice(core, avx2_fma, avx512, out, size);
 }

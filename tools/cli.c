@@ -116,15 +116,6 @@ void cli_keep_arguments(char **argv) {
   program_arguments = argv;
 }
 
-/* Debian's OpenBLAS takes slow generic kernels on CPUs newer than it knows
- * and reads OPENBLAS_CORETYPE only when it loads
- * (nn_context_faster_blas_core), so the program starts itself again, same
- * arguments, with that in its environment. Nothing has been written or
- * computed yet; nntrain's main thread may be reading the data files (they
- * are opened close-on-exec), which is why the new environment is a copy
- * given to execve, not setenv's: another thread may call getenv meanwhile.
- * Returns only if the new start failed, and the program goes on with
- * OpenBLAS's own choice. */
 /* Whether starting /proc/self/exe again runs this program as it runs now:
  * not when it was started through the dynamic loader
  * (`ld-linux-x86-64.so.2 ./nntrain ...`: /proc/self/exe is the loader,
@@ -144,6 +135,15 @@ static bool may_start_again(void) {
   return !(strncmp(name, "ld-", 3) == 0 && strstr(name, ".so"));
 }
 
+/* Debian's OpenBLAS takes slow generic kernels on CPUs newer than it knows
+ * and reads OPENBLAS_CORETYPE only when it loads
+ * (nn_context_faster_blas_core), so the program starts itself again, same
+ * arguments, with that in its environment. Nothing has been written or
+ * computed yet; nntrain's main thread may be reading the data files (they
+ * are opened close-on-exec), which is why the new environment is a copy
+ * given to execve, not setenv's: another thread may call getenv meanwhile.
+ * Returns only if the new start failed, and the program goes on with
+ * OpenBLAS's own choice. */
 static void restart_with_blas_core(const char *program, const char *core) {
   extern char **environ;
   if (!program_arguments || !may_start_again())
