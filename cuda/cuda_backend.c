@@ -141,6 +141,7 @@ static const nnlib_backend_ops cuda_ops = {
     .to_bf16 = nnlib_cuda_to_bf16_op,
     .copy = nnlib_cuda_copy,
     .graph_capture_begin = nnlib_cuda_graph_capture_begin,
+    .prepare_capture = nnlib_cuda_prepare_capture,
     .graph_capture_end = nnlib_cuda_graph_capture_end,
     .graph_launch = nnlib_cuda_graph_launch,
     .graph_destroy = nnlib_cuda_graph_destroy,

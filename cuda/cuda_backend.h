@@ -46,6 +46,15 @@ extern "C" {
 typedef struct nnlib_lt_cache nnlib_lt_cache;
 typedef struct nnlib_lt_plan nnlib_lt_plan;
 
+/* What epilogue_check.c found of a fused epilogue pair in one precision
+ * and hand-over type. */
+typedef enum nnlib_epilogue_check {
+  NNLIB_EPILOGUE_UNCHECKED = 0,
+  NNLIB_EPILOGUE_AGREES,     /* computes what dense.c relies on: fused */
+  NNLIB_EPILOGUE_DIFFERS,    /* does not (the notice said how): plain */
+  NNLIB_EPILOGUE_UNAVAILABLE /* no algorithm, or no memory to check: plain */
+} nnlib_epilogue_check;
+
 typedef struct nnlib_cuda_backend {
   nnlib_backend base; /* first: the scheduler holds a nnlib_backend * */
   int device;         /* CUDA device index, made current by every op */
@@ -59,6 +68,8 @@ typedef struct nnlib_cuda_backend {
   nnlib_lt_cache *lt_plans;  /* their plans, built once each */
   double *reduction_scratch; /* NNLIB_CUDA_REDUCTION_DOUBLES, device */
   nnlib_update_constants *update_constants; /* device: the staged step */
+  /* [precision][ReLU rather than GELU-tanh][bf16 hand-over] */
+  nnlib_epilogue_check epilogue_checks[NN_PRECISION_COUNT][2][2];
 
   /* The epoch's column order for gather_columns (set_gather_order):
    * staged in pinned memory, copied to the device; the event is recorded
@@ -265,6 +276,21 @@ void nnlib_cuda_lt_refuse(nnlib_lt_plan *plan);
 nn_status nnlib_cuda_lt_run(nnlib_cuda_backend *cuda, nn_context *ctx,
                             const nnlib_lt_plan *plan,
                             const nnlib_lt_product *product);
+
+/* epilogue_check.c: whether the fused products of `fused` layers, in this
+ * precision and handing over as bf16_output says, compute what dense.c
+ * relies on — the bias gradient summed after the activation's gradient
+ * and after alpha. Checked once per context on a product with a known
+ * answer (a disagreement is no error: the notice says what differed);
+ * during a stream capture, which cannot hold the check, a combination not
+ * yet checked is reported unusable. */
+nn_status nnlib_cuda_epilogue_usable(nnlib_cuda_backend *cuda, nn_context *ctx,
+                                     nnlib_fused fused, nn_precision precision,
+                                     bool bf16_output, bool *usable);
+/* The backend op: checks, before a capture, the epilogues these layers
+ * could fuse (dense.c). */
+nn_status nnlib_cuda_prepare_capture(nnlib_backend *backend, nn_context *ctx,
+                                     const nnlib_layer *layers, size_t count);
 
 /* precision.cu: dst (count bf16) = src (count floats) rounded to nearest
  * even, on the compute stream. */

@@ -26,7 +26,8 @@
  * input), and DGELU_BGRAD. The forward pass fuses only when cuBLASLt has
  * algorithms for both products (so a backward never finds an aux it cannot
  * use) and records it in layer->epilogue; backward follows that record,
- * not the setting.
+ * not the setting. And only once epilogue_check.c has found that
+ * cuBLASLt's bias gradient is what the backward product relies on.
  *
  * In bf16 a fused layer's products hand over in bf16 where cuBLASLt has
  * algorithms for it (layer->epilogue->bf16_output): the forward product
@@ -311,11 +312,18 @@ static nn_status try_fused_forward(nnlib_cuda_backend *cuda, nn_context *ctx,
   const nnlib_fused candidate = fusable(layer);
   for (int way = 0; candidate != NNLIB_FUSED_NONE && way < 2; way++) {
     const nnlib_layer_epilogue attempt = {candidate, way == 0};
-    if (!may_hand_over(layer, attempt.bf16_output))
+    bool usable = false;
+    nn_status status =
+        may_hand_over(layer, attempt.bf16_output)
+            ? nnlib_cuda_epilogue_usable(cuda, ctx, candidate, layer->precision,
+                                         attempt.bf16_output, &usable)
+            : NN_OK;
+    if (status != NN_OK)
+      return status;
+    if (!usable)
       continue;
     bool ran = false;
-    nn_status status =
-        run_fused_forward(cuda, ctx, layer, &attempt, w, x, m, &ran);
+    status = run_fused_forward(cuda, ctx, layer, &attempt, w, x, m, &ran);
     if (status != NN_OK || ran) {
       if (ran)
         *record = attempt;
@@ -323,6 +331,31 @@ static nn_status try_fused_forward(nnlib_cuda_backend *cuda, nn_context *ctx,
     }
   }
   return NN_OK;
+}
+
+/* Each way the layer could hand over (try_fused_forward's order) checked,
+ * so that its first captured step finds the verdicts. */
+static nn_status check_epilogues(nnlib_cuda_backend *cuda, nn_context *ctx,
+                                 const nnlib_layer *layer) {
+  const nnlib_fused candidate = fusable(layer);
+  nn_status status = NN_OK;
+  for (int way = 0; candidate != NNLIB_FUSED_NONE && way < 2; way++) {
+    const bool bf16_output = way == 0;
+    bool usable = false;
+    if (status == NN_OK && may_hand_over(layer, bf16_output))
+      status = nnlib_cuda_epilogue_usable(
+          cuda, ctx, candidate, layer->precision, bf16_output, &usable);
+  }
+  return status;
+}
+
+nn_status nnlib_cuda_prepare_capture(nnlib_backend *backend, nn_context *ctx,
+                                     const nnlib_layer *layers, size_t count) {
+  nnlib_cuda_backend *cuda = nnlib_cuda(backend);
+  nn_status status = nnlib_cuda_use_device(cuda, ctx);
+  for (size_t l = 0; l < count && status == NN_OK; l++)
+    status = check_epilogues(cuda, ctx, &layers[l]);
+  return status;
 }
 
 /* dZ[below] and db[below], both divided by m, from the DRELU_BGRAD or

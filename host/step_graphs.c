@@ -101,7 +101,12 @@ static nn_status capture(nnlib_step_graphs *graphs, graph_entry *entry,
   nn_model *model = graphs->model;
   nnlib_backend *backend = NNLIB_BACKEND(model);
   nn_context *ctx = model->ctx;
-  nn_status status = backend->ops->graph_capture_begin(backend, ctx);
+  nn_status status = NN_OK;
+  if (backend->ops->prepare_capture)
+    status = backend->ops->prepare_capture(backend, ctx, model->layers,
+                                           model->layer_count);
+  if (status == NN_OK)
+    status = backend->ops->graph_capture_begin(backend, ctx);
   if (status != NN_OK)
     return status;
   /* The body marks the bf16 copy of the parameters current when it

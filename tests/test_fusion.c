@@ -339,10 +339,12 @@ static nn_dataset *make_task(nn_context *ctx) {
 }
 
 /* 16-64-64-8 ReLU/softmax on that task, Adam with L2, batches of 64 and a
- * short last one (600 = 9 · 64 + 24), products in `precision` (on the GPU
+ * short last one (600 = 9 · 64 + 24), 60 epochs unless told, products in
+ * `precision` (on the GPU
  * bf16, whose tensor-core epilogues exist on every GPU nn is built for). */
-static training_run train_task(nn_context *ctx, nn_precision precision,
-                               nn_fusion fusion, nn_step_graphs graphs) {
+static training_run train_task_for(nn_context *ctx, nn_precision precision,
+                                   nn_fusion fusion, nn_step_graphs graphs,
+                                   size_t epochs) {
   nn_dataset *data = make_task(ctx);
   const size_t shape[] = {TASK_FEATURES, 64, 64, TASK_CLASSES};
   nn_model *model = support_model(ctx, shape, 3, NN_ACTIVATION_RELU,
@@ -356,7 +358,7 @@ static training_run train_task(nn_context *ctx, nn_precision precision,
   options.learning_rate = 0.01f;
   options.l2_lambda = 0.001f;
   options.batch_size = 64;
-  options.epochs = 60;
+  options.epochs = epochs;
   options.seed = 3;
   options.step_graphs = graphs;
   nn_train_summary summary;
@@ -374,6 +376,11 @@ static training_run train_task(nn_context *ctx, nn_precision precision,
   nn_model_destroy(model);
   nn_dataset_destroy(data);
   return run;
+}
+
+static training_run train_task(nn_context *ctx, nn_precision precision,
+                               nn_fusion fusion, nn_step_graphs graphs) {
+  return train_task_for(ctx, precision, fusion, graphs, 60);
 }
 
 static void assert_same_bits(const training_run *a, const training_run *b,
@@ -422,5 +429,102 @@ Test(fusion, fused_training_reruns_bit_for_bit_graphed_or_not_and_learns) {
   free(again.parameters);
   free(graphed.parameters);
   free(plain.parameters);
+  nn_context_destroy(ctx);
+}
+
+/* ------------------------------------------------------------------------ */
+/* The epilogues are checked before layers fuse (cuda/epilogue_check.c)      */
+/* ------------------------------------------------------------------------ */
+
+/* How the emulator was told to get the bias gradients of the BGRAD
+ * epilogues wrong (NNEMU_LT_BGRAD: "before-alpha" or "unmasked"), or NULL
+ * (a GPU, or the emulator computing what nn relies on). */
+static const char *emulated_wrong_bias_gradient(void) {
+  const char *how = getenv("NNEMU_LT_BGRAD");
+  return how && *how ? how : NULL;
+}
+
+/* On a fresh context the first step of a run is captured into a graph, and
+ * a graph cannot hold the check: it runs before the capture, so that the
+ * graphed run fuses just as an eager one does (same bits; plain bf16
+ * training, which keeps in fp32 what fused layers hand over in bf16,
+ * rounds differently). Where cuBLASLt's bias gradient is not what
+ * the fused layers need, nothing fuses, graphed or eager: the runs are
+ * plain ones bit for bit, and the context's notice names the epilogue and
+ * how its bias gradient differed. */
+Test(fusion, the_epilogues_are_checked_before_the_first_captured_step) {
+  nn_context *ctx = support_gpu_context_or_skip();
+  const char *wrong = emulated_wrong_bias_gradient();
+  training_run graphed = train_task_for(ctx, NN_PRECISION_BF16, NN_FUSION_AUTO,
+                                        NN_STEP_GRAPHS_AUTO, 3);
+  char notice[512];
+  snprintf(notice, sizeof notice, "%s", nn_context_notice(ctx));
+  training_run eager = train_task_for(ctx, NN_PRECISION_BF16, NN_FUSION_AUTO,
+                                      NN_STEP_GRAPHS_OFF, 3);
+  training_run plain = train_task_for(ctx, NN_PRECISION_BF16, NN_FUSION_OFF,
+                                      NN_STEP_GRAPHS_AUTO, 3);
+  cr_assert_gt(graphed.steps_graphed, 0);
+  cr_assert_gt(plain.steps_graphed, 0);
+  assert_same_bits(&graphed, &eager, "graphed against eager, both AUTO");
+  if (!wrong) {
+    cr_assert_eq(eager.first_layer_fused, 1);
+    cr_assert_null(strstr(notice, "BGRAD"), "notice: %s", notice);
+    /* Handing over in bf16 rounds what plain training keeps in fp32; in
+     * fp32 the emulator's fused products give the plain bits. */
+    if (bf16_outputs_offered())
+      cr_assert_neq(memcmp(plain.parameters, eager.parameters,
+                           plain.count * sizeof(float)),
+                    0,
+                    "fused and plain bf16 training round alike: this test "
+                    "could not tell them apart");
+  } else {
+    cr_assert_eq(eager.first_layer_fused, 0);
+    assert_same_bits(&graphed, &plain, "checked and refused against plain");
+    cr_assert_not_null(strstr(notice, "DRELU_BGRAD"), "notice: %s", notice);
+    const char *hint = strcmp(wrong, "before-alpha") == 0
+                           ? "before the product's alpha"
+                           : "without the activation's gradient";
+    cr_assert_not_null(strstr(notice, hint), "notice: %s", notice);
+    cr_log_info("notice: %s", notice);
+  }
+  free(graphed.parameters);
+  free(eager.parameters);
+  free(plain.parameters);
+  nn_context_destroy(ctx);
+}
+
+/* The GELU epilogues too: where the emulator gets their bias gradient
+ * wrong, a pass of the model with the fusable GELU-tanh layer fuses
+ * nothing, in any precision, and gives the plain pass's bits. */
+Test(fusion, epilogues_that_differ_fuse_nothing) {
+  nn_context *ctx = support_gpu_context_or_skip();
+  if (!emulated_wrong_bias_gradient()) {
+    cr_log_info("cuBLASLt's bias gradients are as nn needs here: the other "
+                "test covers this case");
+    nn_context_destroy(ctx);
+    return;
+  }
+  nn_model *model = make_model(ctx, 0.0f);
+  for (int p = 0; p < NN_PRECISION_COUNT; p++) {
+    SUPPORT_OK(ctx, nn_model_set_precision(model, (nn_precision)p));
+    static pass_result checked, plain;
+    run_pass(ctx, model, NN_FUSION_AUTO, 33, &checked);
+    run_pass(ctx, model, NN_FUSION_OFF, 33, &plain);
+    cr_assert_eq(memcmp(checked.yhat, plain.yhat, OUTPUTS * 33 * sizeof(float)),
+                 0, "%s: Ŷ", nn_precision_name((nn_precision)p));
+    for (size_t l = 0; l < LAYERS; l++) {
+      cr_assert_eq(checked.fused[l], 0, "%s: layer %zu fused",
+                   nn_precision_name((nn_precision)p), l + 1);
+      cr_assert_eq(memcmp(checked.gradients[l], plain.gradients[l],
+                          plain.gradient_count[l] * sizeof(float)),
+                   0, "%s: layer %zu gradients",
+                   nn_precision_name((nn_precision)p), l + 1);
+    }
+    free_pass(&checked);
+    free_pass(&plain);
+  }
+  cr_assert_not_null(strstr(nn_context_notice(ctx), "BGRAD"), "notice: %s",
+                     nn_context_notice(ctx));
+  nn_model_destroy(model);
   nn_context_destroy(ctx);
 }

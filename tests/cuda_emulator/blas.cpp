@@ -1026,18 +1026,46 @@ bool mask_bit(const lt_problem &p, int row, int col) {
   return (p.aux[bit / 8] >> (bit % 8)) & 1u;
 }
 
+/* What the BGRAD epilogues sum into the bias gradient: D, the output
+ * after the activation's gradient and alpha — what nn relies on, and the
+ * emulator's default. cuBLASLt's documentation does not say so in as many
+ * words, and nn checks it on the device (cuda/epilogue_check.c);
+ * NNEMU_LT_BGRAD emulates a library that differs, so that the check's
+ * other answer runs too: "before-alpha" sums D / alpha, "unmasked" T (the
+ * product before the activation's gradient). */
+enum class bias_gradient_of { output, before_alpha, unmasked };
+
+bias_gradient_of bias_gradient_semantics() {
+  const char *text = getenv("NNEMU_LT_BGRAD");
+  if (text && strcmp(text, "before-alpha") == 0)
+    return bias_gradient_of::before_alpha;
+  if (text && strcmp(text, "unmasked") == 0)
+    return bias_gradient_of::unmasked;
+  return bias_gradient_of::output;
+}
+
+/* The term of the bias gradient of an element whose output is value and
+ * product (after alpha) product. */
+double bias_gradient_term(const lt_problem &p, bias_gradient_of semantics,
+                          float value, float product) {
+  if (semantics == bias_gradient_of::before_alpha && p.alpha != 0.0f)
+    return (double)value / p.alpha;
+  return semantics == bias_gradient_of::unmasked ? product : value;
+}
+
 /* DRELU_BGRAD: D = T where the mask bit is set, else 0; the bias pointer
  * gets bias[row] = Σ over columns of D[row, col], summed in ascending
  * column order in double and rounded to float once, so that it does not
  * depend on threads. */
 void write_relu_gradient(const lt_problem &p, const std::vector<float> &t) {
+  const bias_gradient_of semantics = bias_gradient_semantics();
   std::vector<double> sums((size_t)p.rows, 0.0);
   for (int col = 0; col < p.cols; col++)
     for (int row = 0; row < p.rows; row++) {
-      const float value =
-          mask_bit(p, row, col) ? t[(size_t)col * p.rows + row] : 0.0f;
+      const float product = t[(size_t)col * p.rows + row];
+      const float value = mask_bit(p, row, col) ? product : 0.0f;
       store_d(p, row, col, value);
-      sums[(size_t)row] += value;
+      sums[(size_t)row] += bias_gradient_term(p, semantics, value, product);
     }
   store_bias_gradient(p, sums);
 }
@@ -1081,15 +1109,16 @@ void write_gelu_and_input(const lt_problem &p, const std::vector<float> &t) {
  * sums it. The GELU input is read as stored (rounded to bf16 when it is
  * bf16). */
 void write_gelu_gradient(const lt_problem &p, const std::vector<float> &t) {
+  const bias_gradient_of semantics = bias_gradient_semantics();
   std::vector<double> sums((size_t)p.rows, 0.0);
   for (int col = 0; col < p.cols; col++)
     for (int row = 0; row < p.rows; row++) {
       const float input = element_as_float(p.aux, p.output_type(),
                                            gelu_input_index(p, row, col));
-      const float value =
-          t[(size_t)col * p.rows + row] * gelu_tanh_derivative(input);
+      const float product = t[(size_t)col * p.rows + row];
+      const float value = product * gelu_tanh_derivative(input);
       store_d(p, row, col, value);
-      sums[(size_t)row] += value;
+      sums[(size_t)row] += bias_gradient_term(p, semantics, value, product);
     }
   store_bias_gradient(p, sums);
 }

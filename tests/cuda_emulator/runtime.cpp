@@ -1126,6 +1126,23 @@ cudaError_t cudaStreamBeginCapture(cudaStream_t handle,
   return result(cudaSuccess);
 }
 
+/* Active while the stream captures, whichever thread asks, and
+ * Invalidated once a refused call broke the capture, until it is ended
+ * (the real runtime's answers). */
+cudaError_t cudaStreamIsCapturing(cudaStream_t handle,
+                                  enum cudaStreamCaptureStatus *status) {
+  if (!status)
+    return result(cudaErrorInvalidValue);
+  *status = cudaStreamCaptureStatusNone;
+  if (!handle || handle == cudaStreamLegacy)
+    return result(cudaSuccess);
+  std::lock_guard<std::mutex> lock(handle->mutex);
+  if (handle->capture)
+    *status = handle->capture_invalidated ? cudaStreamCaptureStatusInvalidated
+                                          : cudaStreamCaptureStatusActive;
+  return result(cudaSuccess);
+}
+
 cudaError_t cudaStreamEndCapture(cudaStream_t handle, cudaGraph_t *graph) {
   *graph = nullptr;
   if (!handle)
