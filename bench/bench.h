@@ -135,6 +135,9 @@ typedef struct bench_measurement {
   size_t steps_graphed; /* of the whole run, warmup included */
   size_t fused_layers;  /* layers whose last step ran a fused epilogue */
   size_t steps_run;
+  /* What the library noted during the run (a fast path given up, and
+   * why: nn_context_notice), or "" when it noted nothing new. */
+  char notice[512];
   bench_device_memory memory;
 } bench_measurement;
 

@@ -74,6 +74,8 @@ static void add_run(cJSON *root, const bench_report *report) {
   add_number(run, "steps_graphed", (double)report->measurement->steps_graphed);
   cJSON_AddStringToObject(run, "fusion", nn_fusion_name(config->fusion));
   add_number(run, "fused_layers", (double)report->measurement->fused_layers);
+  const char *notice = report->measurement->notice;
+  add_string_or_null(run, "notice", notice[0] ? notice : NULL);
   add_number(run, "steps_run", (double)report->measurement->steps_run);
   cJSON_AddStringToObject(run, "optimizer",
                           nn_optimizer_name(config->optimizer));

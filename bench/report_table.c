@@ -60,6 +60,8 @@ static void print_model_and_run(const bench_report *report) {
   if (report->epoch_starts.count)
     printf(" (median %.3f ms)", 1e3 * report->epoch_starts.median);
   printf(" |\n");
+  if (report->measurement->notice[0])
+    printf("| note | %s |\n", report->measurement->notice);
 }
 
 static void print_speed(const bench_report *report,

@@ -61,6 +61,13 @@ def main(paths):
     print("|" + " --- |" * len(HEADER))
     for record in records:
         print("| " + " | ".join(row(record)) + " |")
+    # What the library noted during a run: a fast path it gave up, and why.
+    notes = [(row(record)[0], record["run"].get("notice"))
+             for record in records if record["run"].get("notice")]
+    if notes:
+        print()
+        for name, notice in notes:
+            print(f"- note ({name}): {notice}")
 
 
 if __name__ == "__main__":

@@ -71,10 +71,27 @@ check(upload is not None and upload["pinned_copy_gb_per_s"] > 0 and
 check(fp32["run"]["steps_graphed"] > 0, "fp32: the steps ran as graphs")
 check(bf16["run"]["precision"] == "bf16", "bf16: precision")
 check(bf16["run"]["fused_layers"] == 2, f"bf16: fused {bf16['run']['fused_layers']}")
+check(bf16["run"]["notice"] is None, f"bf16: notice {bf16['run']['notice']}")
 
 for problem in problems:
     print("JSON check failed:", problem)
 sys.exit(1 if problems else 0)
+PY
+
+echo "== nnbench, bf16, on a cuBLASLt whose bias gradients nn cannot use"
+# The emulated cuBLASLt sums the bias gradient before alpha: nn's check
+# refuses the epilogue, nothing fuses, and the record and table say why.
+expect 0 "\\| note \\| cuBLASLt's DRELU_BGRAD" -- env NNEMU_LT_BGRAD=before-alpha \
+  "$bin/nnbench" --device cuda --layers 64,64,64,10 --batch 32 --precision bf16 \
+  --warmup 2 --steps 4 --json refused.json
+checks=$((checks + 1))
+"$python" - refused.json <<'PY' || fail "the refused-epilogue record is wrong (above)"
+import json, sys
+run = json.load(open(sys.argv[1]))["run"]
+notice = run["notice"] or ""
+ok = run["fused_layers"] == 0 and "before the product's alpha" in notice
+print("" if ok else f"fused {run['fused_layers']}, notice {notice!r}")
+sys.exit(0 if ok else 1)
 PY
 
 echo "== nnbreakdown with CUDA events"
