@@ -12,12 +12,13 @@
  * after alpha (else db comes out m times too large). Both are what the
  * emulator does. A library that differs must not train a model wrongly, so
  * each (epilogue, precision, hand-over type) is tried first on a 128 × 128
- * pair of products: the forward epilogue on Z = X (identity weights, zero
- * bias), then the backward one with alpha = 1/2 on G (identity weights
- * again). Every value involved is a small integer or half of one, exact
- * in bf16, so what is left to differ is cuBLASLt's GELU arithmetic, far
- * inside the tolerances below. A combination that disagrees (or has no
- * algorithm) is never fused; the context's notice says what differed.
+ * pair of products: the forward epilogue on Z = X + b (identity weights;
+ * b in the hand-over type, as dense.c passes it), then the backward one
+ * with alpha = 1/2 on G (identity weights again). Every value involved is
+ * a small integer or half of one, exact in bf16, so what is left to
+ * differ is cuBLASLt's GELU arithmetic, far inside the tolerances below. A
+ * combination that disagrees (or has no algorithm) is never fused; the
+ * context's notice says what differed.
  *
  * The check waits for the device, which a CUDA graph cannot hold: a step
  * about to be captured checks first (nnlib_cuda_prepare_capture, dense.c),
@@ -44,10 +45,19 @@
  * bias gradient by a third of its terms or more. */
 #define TOLERANCE 1e-2
 
-/* The test pattern: Z = X with values −1, 1 and 2 (a third masked off by
- * ReLU), and the incoming gradient G with values 1 to 4. */
+/* The test pattern: X with values −1, 1 and 2, b of ±1/2 (so Z = X + b
+ * keeps X's sign: a third masked off by ReLU), and the incoming gradient
+ * G with values 1 to 4. */
 static float probe_input(size_t row, size_t col) {
   return (row + 2 * col) % 3 == 0 ? -1.0f : (float)(1 + (row + col) % 2);
+}
+
+static float probe_bias(size_t row) {
+  return row % 2 ? 0.5f : -0.5f;
+}
+
+static float pre_activation(size_t row, size_t col) {
+  return probe_input(row, col) + probe_bias(row);
 }
 
 static float probe_gradient(size_t row, size_t col) {
@@ -82,6 +92,7 @@ enum {
   BLOCK_IDENTITY_IN,
   BLOCK_X_IN,
   BLOCK_G_IN,
+  BLOCK_BIAS_SOURCE,
   BLOCK_A,
   BLOCK_DZ,
   BLOCK_AUX,
@@ -141,6 +152,21 @@ static nnlib_lt_product backward_product(const probe *p) {
   return product;
 }
 
+/* b, in the hand-over type. */
+static nn_status upload_bias(nnlib_cuda_backend *cuda, nn_context *ctx,
+                             const probe *p, float *host) {
+  for (size_t row = 0; row < SIDE; row++)
+    host[row] = probe_bias(row);
+  const int target = p->bf16_output ? BLOCK_BIAS_SOURCE : BLOCK_BIAS;
+  nn_status status =
+      nnlib_cuda_upload(&cuda->base, ctx, p->blocks[target], host, SIDE);
+  if (status == NN_OK && p->bf16_output)
+    status = nnlib_cuda_to_bf16(cuda, ctx, p->blocks[BLOCK_BIAS_SOURCE],
+                                p->blocks[BLOCK_BIAS], SIDE);
+  return status;
+}
+
+/* The identity, X and G, as floats and (bf16 precision) as bf16; then b. */
 static nn_status upload_operands(nnlib_cuda_backend *cuda, nn_context *ctx,
                                  const probe *p, float *host) {
   static const int sources[3] = {BLOCK_IDENTITY, BLOCK_X, BLOCK_G};
@@ -157,7 +183,7 @@ static nn_status upload_operands(nnlib_cuda_backend *cuda, nn_context *ctx,
       status = nnlib_cuda_to_bf16(cuda, ctx, p->blocks[sources[s]],
                                   p->blocks[sources[s] + 3], ELEMENTS);
   }
-  return status;
+  return status == NN_OK ? upload_bias(cuda, ctx, p, host) : status;
 }
 
 /* An output of the hand-over type, as floats into host. */
@@ -217,7 +243,7 @@ static void compare(const probe *p, const float *a, const float *dz,
   why[0] = '\0';
   for (size_t k = 0; k < ELEMENTS; k++) {
     const size_t row = k % SIDE, col = k / SIDE;
-    const float z = probe_input(row, col);
+    const float z = pre_activation(row, col);
     const double want_a = activation(p->fused, z);
     const double want_dz =
         ALPHA * probe_gradient(row, col) * derivative(p->fused, z);
@@ -237,7 +263,7 @@ static void compare(const probe *p, const float *a, const float *dz,
     for (size_t col = 0; col < SIDE; col++) {
       const double g = probe_gradient(row, col);
       const double term =
-          ALPHA * g * derivative(p->fused, probe_input(row, col));
+          ALPHA * g * derivative(p->fused, pre_activation(row, col));
       want += term;
       unscaled += term / ALPHA;
       raw += ALPHA * g;
@@ -267,9 +293,6 @@ static nn_status check(nnlib_cuda_backend *cuda, nn_context *ctx,
                        size_t why_size) {
   *verdict = NNLIB_EPILOGUE_UNAVAILABLE;
   nn_status status = upload_operands(cuda, ctx, p, host);
-  if (status == NN_OK)
-    status = nnlib_cuda_fill(&cuda->base, ctx, p->blocks[BLOCK_BIAS], 0.0f,
-                             SIDE); /* zero in bf16 as in fp32 */
   bool ran = false;
   if (status == NN_OK)
     status = run_products(cuda, ctx, p, &ran);
