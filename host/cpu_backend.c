@@ -467,10 +467,13 @@ static nn_status cpu_optimizer_stage(nnlib_backend *backend, nn_context *ctx,
  * arenas never overlap). Vector division and square root round as the
  * scalar ones do (IEEE), so the result is the same element for element. A
  * moment the optimizer does not use may be NULL (never allocated). */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) &&         \
+    !defined(__SANITIZE_THREAD__)
 /* Built for AVX-512 and AVX2 too, chosen at load time by the CPU (an
  * ifunc): the same IEEE operations on wider vectors. GCC only: Clang 14
- * makes the clones' resolver a global symbol of libnn.a. */
+ * makes the clones' resolver a global symbol of libnn.a. Not under
+ * ThreadSanitizer, whose instrumented resolver runs during relocation,
+ * before TSan is set up, and crashes every program at startup. */
 #define NNLIB_CPU_CLONES                                                       \
   __attribute__((target_clones("avx512f", "avx2", "default")))
 #else

@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# nntrain's threads under ThreadSanitizer: a new run opens its device on a
+# thread of its own while the main thread reads the data files; the
+# streamed feeder gathers batches on producer threads; a run on a CPU
+# whose OpenBLAS chose generic kernels starts itself again (execve) with
+# the same arguments. Each run must train, exit 0 and leave no
+# ThreadSanitizer report.
+#
+# Criterion cannot start under TSan here ("Could not initialize
+# inheritable arena"), so the library's threads are checked through the
+# tool. OpenBLAS runs one thread: its workers hand results back through
+# spin-waits TSan cannot see (an uninstrumented library), which it would
+# report as races on every product's output.
+# Usage: tsan_threads_test.sh NNTRAIN [FASHION_MNIST_DIR]
+set -uo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+nntrain=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
+fashion=${2:-/usr/share/datasets/fashion-mnist}
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+cd "$work" || exit 1
+export OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-1}
+export TSAN_OPTIONS="halt_on_error=1 exitcode=66 ${TSAN_OPTIONS:-}"
+# shellcheck source=tests/expect.sh
+source "$here/expect.sh"
+
+# No report, and the run's summary line, in what succeeds captured.
+clean() { # what
+  checks=$((checks + 1))
+  if grep -q "ThreadSanitizer" <<<"$output"; then
+    fail "$1: ThreadSanitizer reported (above)"
+    printf '%s\n' "$output" | sed -n '/WARNING: ThreadSanitizer/,/SUMMARY/p' | head -40
+  elif ! grep -q "^phases: " <<<"$output"; then
+    fail "$1: no summary"
+  fi
+}
+
+awk 'BEGIN { srand(7); print "a,b,class";
+  for (i = 0; i < 400; i++) { a = rand() * 2 - 1; b = rand() * 2 - 1;
+    printf "%.6f,%.6f,%d\n", a, b, (a * b > 0) } }' >quadrants.csv
+
+echo "== a CSV run, streamed, with a validation split (OpenBLAS's core set)"
+succeeds "streamed CSV run" -- env OPENBLAS_CORETYPE=Prescott "$nntrain" \
+  --device cpu --train quadrants.csv --target class --hidden 16,16 --epochs 3 \
+  --batch 32 --output sigmoid --data stream --val-split 0.2 \
+  --save csv.safetensors && clean "streamed CSV run"
+
+# The runs below leave OPENBLAS_CORETYPE as it is: unset, nntrain starts
+# again where OpenBLAS took generic kernels.
+if [ -r "$fashion/train-images-idx3-ubyte.gz" ]; then
+  echo "== Fashion-MNIST: the device opened while the .gz files load"
+  succeeds "Fashion-MNIST run" -- "$nntrain" --device cpu --iterations 20 \
+    --save fashion.safetensors && clean "Fashion-MNIST run"
+  echo "== Fashion-MNIST, streamed"
+  succeeds "streamed Fashion-MNIST run" -- "$nntrain" --device cpu \
+    --iterations 20 --data stream --save fashion2.safetensors &&
+    clean "streamed Fashion-MNIST run"
+else
+  echo "note: no Fashion-MNIST in $fashion: its runs skipped"
+fi
+
+finish
