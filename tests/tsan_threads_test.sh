@@ -11,11 +11,19 @@
 # tool. OpenBLAS runs one thread: its workers hand results back through
 # spin-waits TSan cannot see (an uninstrumented library), which it would
 # report as races on every product's output.
-# Usage: tsan_threads_test.sh NNTRAIN [FASHION_MNIST_DIR]
+#
+# With EMULATED_NNTRAIN, an nntrain of the CUDA backend on the CPU emulator
+# (tests/cuda_emulator, whose streams run on threads of their own) built
+# with TSan too: streamed runs there also check the producers, the copy
+# stream and the compute stream against each other, through the events
+# that order them.
+# Usage: tsan_threads_test.sh NNTRAIN [EMULATED_NNTRAIN]
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-nntrain=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
-fashion=${2:-/usr/share/datasets/fashion-mnist}
+absolute() { echo "$(cd "$(dirname "$1")" && pwd)/$(basename "$1")"; }
+nntrain=$(absolute "$1")
+emulated=${2:+$(absolute "$2")}
+fashion=${FASHION_MNIST:-/usr/share/datasets/fashion-mnist}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 cd "$work" || exit 1
@@ -57,6 +65,24 @@ if [ -r "$fashion/train-images-idx3-ubyte.gz" ]; then
     clean "streamed Fashion-MNIST run"
 else
   echo "note: no Fashion-MNIST in $fashion: its runs skipped"
+fi
+
+if [ -n "$emulated" ]; then
+  # 3000 examples of 32 features in 4 classes: 47 batches of 64 an epoch,
+  # many more than the feeder's staging buffers.
+  awk 'BEGIN { srand(11); printf "f0"; for (i = 1; i < 32; i++) printf ",f%d", i;
+    print ",class";
+    for (j = 0; j < 3000; j++) { s0 = 0; s1 = 0;
+      for (i = 0; i < 32; i++) { v = rand() * 2 - 1; printf "%.5f,", v;
+        if (i % 2) s0 += v; else s1 += v }
+      printf "%d\n", (s0 > 0) * 2 + (s1 > 0) } }' >blobs.csv
+  for precision in fp32 bf16; do
+    echo "== the emulated GPU, streamed, $precision"
+    succeeds "emulated $precision run" -- "$emulated" --device cuda \
+      --train blobs.csv --target class --hidden 64,64 --epochs 2 --batch 64 \
+      --data stream --precision "$precision" --save "blobs-$precision.safetensors" &&
+      clean "emulated $precision run"
+  done
 fi
 
 finish

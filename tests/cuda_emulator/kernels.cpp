@@ -39,6 +39,15 @@
 #include <sanitizer/common_interface_defs.h>
 #define NNEMU_FIBER_ANNOTATIONS 1
 #endif
+/* ThreadSanitizer must be told of each switch too (it keeps a shadow
+ * stack per fiber), else it crashes in the first synchronising kernel.
+ * Each switch synchronises the two fibers: the threads of a block are
+ * ordered for it, so that what it checks is the host's threads against
+ * the streams' (races within a block are the GPU's racecheck's). */
+#if defined(__SANITIZE_THREAD__)
+#include <sanitizer/tsan_interface.h>
+#define NNEMU_TSAN_FIBERS 1
+#endif
 
 namespace nnemu {
 
@@ -133,6 +142,9 @@ void switch_context(context *from, const context *to) {
 
 struct fiber {
   context saved;
+#ifdef NNEMU_TSAN_FIBERS
+  void *tsan_fiber = nullptr;
+#endif
   bool finished = false;
   wait_kind waiting = wait_kind::none;
   /* Shuffles: the bits posted in each of the last two exchange rounds (by
@@ -145,6 +157,9 @@ struct fiber {
 /* One block being run on fibers. */
 struct block_run {
   context scheduler;
+#ifdef NNEMU_TSAN_FIBERS
+  void *tsan_scheduler = nullptr; /* the stream thread's own */
+#endif
   std::vector<fiber> fibers;
   dim3 extent; /* blockDim: fiber t is thread index_of(t, extent) */
   const std::function<void()> *body = nullptr;
@@ -160,12 +175,26 @@ thread_local block_run *current_block = nullptr;
 /* Thrown by a barrier reached by a thread running as a plain call. */
 struct barrier_in_direct_mode {};
 
-/* Stacks reused by every block this OS thread (a stream's) runs. */
+/* Stacks reused by every block this OS thread (a stream's) runs, and
+ * under TSan its fiber of each (creating one costs system calls: once per
+ * stack, not per block). */
 struct stack_pool {
   std::vector<void *> stacks;
+#ifdef NNEMU_TSAN_FIBERS
+  std::vector<void *> tsan_fibers;
+  void *tsan_fiber(size_t index) {
+    while (tsan_fibers.size() <= index)
+      tsan_fibers.push_back(__tsan_create_fiber(0));
+    return tsan_fibers[index];
+  }
+#endif
   ~stack_pool() {
     for (void *stack : stacks)
       munmap(stack, fiber_stack_bytes);
+#ifdef NNEMU_TSAN_FIBERS
+    for (void *f : tsan_fibers)
+      __tsan_destroy_fiber(f);
+#endif
   }
   void *get(size_t index) {
     while (stacks.size() <= index) {
@@ -231,6 +260,9 @@ thread_local size_t scheduler_stack_size = 0;
 #endif
 
 void resume_fiber(block_run *block, unsigned t) {
+#ifdef NNEMU_TSAN_FIBERS
+  __tsan_switch_to_fiber(block->fibers[t].tsan_fiber, 0);
+#endif
 #ifdef NNEMU_FIBER_ANNOTATIONS
   void *fake_stack = nullptr;
   __sanitizer_start_switch_fiber(&fake_stack, stacks.get(t), fiber_stack_bytes);
@@ -243,6 +275,9 @@ void resume_fiber(block_run *block, unsigned t) {
 
 void yield_to_scheduler(block_run *block) {
   context *self = &block->fibers[block->current].saved;
+#ifdef NNEMU_TSAN_FIBERS
+  __tsan_switch_to_fiber(block->tsan_scheduler, 0);
+#endif
 #ifdef NNEMU_FIBER_ANNOTATIONS
   void *fake_stack = nullptr;
   __sanitizer_start_switch_fiber(&fake_stack, scheduler_stack_bottom,
@@ -268,6 +303,9 @@ void fiber_entry() {
   /* NULL: this fiber's fake stack goes with it. */
   __sanitizer_start_switch_fiber(nullptr, scheduler_stack_bottom,
                                  scheduler_stack_size);
+#endif
+#ifdef NNEMU_TSAN_FIBERS
+  __tsan_switch_to_fiber(block->tsan_scheduler, 0);
 #endif
   context finished; /* never resumed */
   switch_context(&finished, &block->scheduler);
@@ -350,6 +388,9 @@ bool run_block_on_fibers(const std::function<void()> &body, const dim3 &threads,
   block.kernel = kernel;
   block.extent = threads;
   block.fibers.resize(count_of(threads));
+#ifdef NNEMU_TSAN_FIBERS
+  block.tsan_scheduler = __tsan_get_current_fiber();
+#endif
   for (size_t t = 0; t < block.fibers.size(); t++) {
     void *stack = stacks.get(t);
     if (!stack) {
@@ -363,6 +404,9 @@ bool run_block_on_fibers(const std::function<void()> &body, const dim3 &threads,
     __asan_unpoison_memory_region(stack, fiber_stack_bytes);
 #endif
     make_context(&block.fibers[t].saved, stack, fiber_stack_bytes, fiber_entry);
+#ifdef NNEMU_TSAN_FIBERS
+    block.fibers[t].tsan_fiber = stacks.tsan_fiber(t);
+#endif
   }
   block_run *outer = current_block;
   current_block = &block;
