@@ -302,6 +302,18 @@ static nn_status run_fused_forward(nnlib_cuda_backend *cuda, nn_context *ctx,
   return NN_OK;
 }
 
+/* Whether the layer may fuse as `attempt` says: its bias vectors aligned
+ * for the hand-over, and the epilogue checked on this context. */
+static nn_status way_usable(nnlib_cuda_backend *cuda, nn_context *ctx,
+                            const nnlib_layer *layer,
+                            const nnlib_layer_epilogue *attempt, bool *usable) {
+  *usable = false;
+  if (!may_hand_over(layer, attempt->bf16_output))
+    return NN_OK;
+  return nnlib_cuda_epilogue_usable(cuda, ctx, attempt->fused, layer->precision,
+                                    attempt->bf16_output, usable);
+}
+
 /* The layer's epilogue when one applies, handing over in bf16 if it can
  * (bf16 precision), else in fp32; *record says what ran (nothing: the
  * plain path follows). */
@@ -313,11 +325,7 @@ static nn_status try_fused_forward(nnlib_cuda_backend *cuda, nn_context *ctx,
   for (int way = 0; candidate != NNLIB_FUSED_NONE && way < 2; way++) {
     const nnlib_layer_epilogue attempt = {candidate, way == 0};
     bool usable = false;
-    nn_status status =
-        may_hand_over(layer, attempt.bf16_output)
-            ? nnlib_cuda_epilogue_usable(cuda, ctx, candidate, layer->precision,
-                                         attempt.bf16_output, &usable)
-            : NN_OK;
+    nn_status status = way_usable(cuda, ctx, layer, &attempt, &usable);
     if (status != NN_OK)
       return status;
     if (!usable)
@@ -339,12 +347,11 @@ static nn_status check_epilogues(nnlib_cuda_backend *cuda, nn_context *ctx,
                                  const nnlib_layer *layer) {
   const nnlib_fused candidate = fusable(layer);
   nn_status status = NN_OK;
-  for (int way = 0; candidate != NNLIB_FUSED_NONE && way < 2; way++) {
-    const bool bf16_output = way == 0;
+  for (int way = 0; candidate != NNLIB_FUSED_NONE && way < 2 && status == NN_OK;
+       way++) {
+    const nnlib_layer_epilogue attempt = {candidate, way == 0};
     bool usable = false;
-    if (status == NN_OK && may_hand_over(layer, bf16_output))
-      status = nnlib_cuda_epilogue_usable(
-          cuda, ctx, candidate, layer->precision, bf16_output, &usable);
+    status = way_usable(cuda, ctx, layer, &attempt, &usable);
   }
   return status;
 }

@@ -230,17 +230,18 @@ typedef struct nnlib_backend_ops {
   nn_status (*copy)(nnlib_backend *backend, nn_context *ctx, float *dst,
                     const float *src, size_t count);
 
+  /* Called before a model's step is captured (NULL: nothing to do): what
+   * the backend does once for these layers but a graph cannot hold (the
+   * CUDA backend checks the epilogues they could fuse). */
+  nn_status (*prepare_capture)(nnlib_backend *backend, nn_context *ctx,
+                               const nnlib_layer *layers, size_t count);
+
   /* Step graphs (NULL on a backend without them): everything issued on the
    * compute stream between graph_capture_begin and graph_capture_end is
    * recorded, not run; graph_launch replays it. graph_capture_end always
    * ends the capture; with keep false it discards what was recorded (a
    * call failed during the capture). */
   nn_status (*graph_capture_begin)(nnlib_backend *backend, nn_context *ctx);
-  /* Called before a model's step is captured (NULL: nothing to do): what
-   * the backend does once for these layers but a graph cannot hold (the
-   * CUDA backend checks the epilogues they could fuse). */
-  nn_status (*prepare_capture)(nnlib_backend *backend, nn_context *ctx,
-                               const nnlib_layer *layers, size_t count);
   nn_status (*graph_capture_end)(nnlib_backend *backend, nn_context *ctx,
                                  bool keep, nnlib_graph *out);
   nn_status (*graph_launch)(nnlib_backend *backend, nn_context *ctx,
