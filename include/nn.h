@@ -109,8 +109,12 @@ NN_API const char *nn_context_backend_name(const nn_context *ctx);
 /* Which backend the context actually runs on (never NN_BACKEND_AUTO). */
 NN_API nn_backend_kind nn_context_backend(const nn_context *ctx);
 
-/* A note for the user from context creation, e.g. why AUTO fell back to the
- * CPU; "" when there is nothing to say. */
+/* A note for the user: from context creation (why AUTO fell back to the
+ * CPU), or later the latest fast path the context gave up and why (a CUDA
+ * graph capture that failed, a fused cuBLASLt product that refused to run,
+ * an epilogue that failed nn's check); "" when there is nothing to say.
+ * Training is not failed for any of these. A later note replaces an
+ * earlier one (at most 511 characters). */
 NN_API const char *nn_context_notice(const nn_context *ctx);
 
 /* For a CPU context: the OpenBLAS kernels ("SkylakeX", "Haswell") that
