@@ -13,9 +13,10 @@
  */
 #include "bench.h"
 
+#include "../tools/cli.h"
+
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 
 const char *bench_timer_description(bool on_cuda) {
   return on_cuda ? "CUDA events recorded by the library on the compute "
@@ -116,14 +117,12 @@ nn_status bench_time_steps(const bench_config *config, nn_context *ctx,
   options.step_times_ms = times_ms;
   options.step_times_capacity = iterations;
   nn_train_summary summary = {0};
-  char notice_before[sizeof measurement->notice];
-  snprintf(notice_before, sizeof notice_before, "%s", nn_context_notice(ctx));
+  char *notice = cli_notice_snapshot(ctx);
   if (status == NN_OK)
     status = nn_model_train(model, dataset, &options, &summary);
-  measurement->notice[0] = '\0';
-  if (strcmp(notice_before, nn_context_notice(ctx)) != 0)
-    snprintf(measurement->notice, sizeof measurement->notice, "%s",
-             nn_context_notice(ctx));
+  const char *noted = cli_new_notice(ctx, notice);
+  snprintf(measurement->notice, sizeof measurement->notice, "%s",
+           noted ? noted : "");
   measurement->data_resident = summary.data_resident;
   measurement->steps_graphed = summary.steps_graphed;
   measurement->steps_run = summary.iterations_run;

@@ -315,28 +315,26 @@ static nn_status check(nnlib_cuda_backend *cuda, nn_context *ctx,
 /* Once per context and combination                                          */
 /* ------------------------------------------------------------------------ */
 
-/* Device and host memory for a check, or *allocated false (out of memory:
- * the combination is then not used, and the context's error is left as
- * it was). One device allocation carved into the blocks. */
-static nn_status allocate(nn_context *ctx, probe *p, float **host,
-                          bool *allocated) {
+/* Device and host memory for a check (the backend's own allocations), or
+ * *allocated false: out of memory, the combination is then not used, and
+ * the context's error is left as it was. One device allocation carved
+ * into the blocks. */
+static nn_status allocate(nnlib_cuda_backend *cuda, nn_context *ctx, probe *p,
+                          float **host, bool *allocated) {
   *allocated = false;
   char before[sizeof ctx->last_error];
   memcpy(before, ctx->last_error, sizeof before);
   float *device = NULL;
-  const cudaError_t error =
-      cudaMalloc((void **)&device, BLOCK_COUNT * ELEMENTS * sizeof(float));
-  if (error == cudaErrorMemoryAllocation) {
-    (void)cudaGetLastError();
-    return NN_OK;
-  }
-  nn_status status = NNLIB_CUDA_CHECK(ctx, error);
-  if (status != NN_OK)
-    return status;
-  if (nnlib_host_alloc(ctx, 3 * ELEMENTS + SIDE, sizeof(float),
-                       (void **)host) != NN_OK) {
+  nn_status status =
+      nnlib_cuda_alloc(&cuda->base, ctx, BLOCK_COUNT * ELEMENTS, &device);
+  if (status == NN_OK)
+    status = nnlib_host_alloc(ctx, 3 * ELEMENTS + SIDE, sizeof(float),
+                              (void **)host);
+  if (status != NN_OK) {
+    nnlib_cuda_release(&cuda->base, device);
+    if (status != NN_ERROR_OUT_OF_MEMORY)
+      return status;
     memcpy(ctx->last_error, before, sizeof before);
-    cudaFree(device);
     return NN_OK;
   }
   for (int b = 0; b < BLOCK_COUNT; b++)
@@ -363,7 +361,7 @@ nn_status nnlib_cuda_epilogue_usable(nnlib_cuda_backend *cuda, nn_context *ctx,
   probe p = {fused, precision, bf16_output, {NULL}};
   float *host = NULL;
   bool allocated = false;
-  status = allocate(ctx, &p, &host, &allocated);
+  status = allocate(cuda, ctx, &p, &host, &allocated);
   if (status != NN_OK || !allocated) {
     if (status == NN_OK)
       *verdict = NNLIB_EPILOGUE_UNAVAILABLE;
@@ -372,7 +370,7 @@ nn_status nnlib_cuda_epilogue_usable(nnlib_cuda_backend *cuda, nn_context *ctx,
   nnlib_epilogue_check found = NNLIB_EPILOGUE_UNCHECKED;
   char why[160];
   status = check(cuda, ctx, &p, host, &found, why, sizeof why);
-  cudaFree(p.blocks[0]);
+  nnlib_cuda_release(&cuda->base, p.blocks[0]);
   free(host);
   if (status != NN_OK)
     return status;

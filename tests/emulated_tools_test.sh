@@ -19,9 +19,7 @@ export OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-1}
 source "$here/expect.sh"
 
 echo "== nntrain on the emulated device"
-awk 'BEGIN { srand(7); print "a,b,class";
-  for (i = 0; i < 400; i++) { a = rand() * 2 - 1; b = rand() * 2 - 1;
-    printf "%.6f,%.6f,%d\n", a, b, (a * b > 0) } }' >quadrants.csv
+write_quadrants_csv quadrants.csv
 expect 0 "nntrain: cuda:0 \\(nn CUDA emulator" -- "$bin/nntrain" --device cuda \
   --train quadrants.csv --target class --hidden 16,16 --epochs 30 --batch 32 \
   --lr 0.01 --output sigmoid --save quadrants.safetensors

@@ -7,6 +7,9 @@
 #   fail MESSAGE                        records a failure
 #   finish                              prints "N passed, N failed", returns
 #                                       non-zero on any failure
+#   write_quadrants_csv FILE            a,b,class: 400 points of [-1, 1]²,
+#                                       class 1 where a·b > 0 (a small task
+#                                       a 2-16-16-1 network learns)
 failures=0
 checks=0
 
@@ -42,4 +45,10 @@ succeeds() {
 finish() {
   echo "$((checks - failures)) passed, $failures failed"
   [ "$failures" -eq 0 ]
+}
+
+write_quadrants_csv() { # file
+  awk 'BEGIN { srand(7); print "a,b,class";
+    for (i = 0; i < 400; i++) { a = rand() * 2 - 1; b = rand() * 2 - 1;
+      printf "%.6f,%.6f,%d\n", a, b, (a * b > 0) } }' >"$1"
 }

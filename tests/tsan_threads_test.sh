@@ -43,9 +43,7 @@ clean() { # what
   fi
 }
 
-awk 'BEGIN { srand(7); print "a,b,class";
-  for (i = 0; i < 400; i++) { a = rand() * 2 - 1; b = rand() * 2 - 1;
-    printf "%.6f,%.6f,%d\n", a, b, (a * b > 0) } }' >quadrants.csv
+write_quadrants_csv quadrants.csv
 
 echo "== a CSV run, streamed, with a validation split (OpenBLAS's core set)"
 succeeds "streamed CSV run" -- env OPENBLAS_CORETYPE=Prescott "$nntrain" \

@@ -228,3 +228,14 @@ double cli_now(void) {
   clock_gettime(CLOCK_MONOTONIC, &now);
   return (double)now.tv_sec + 1e-9 * (double)now.tv_nsec;
 }
+
+char *cli_notice_snapshot(const nn_context *ctx) {
+  return strdup(nn_context_notice(ctx));
+}
+
+const char *cli_new_notice(const nn_context *ctx, char *snapshot) {
+  const char *now = nn_context_notice(ctx);
+  const bool changed = snapshot && strcmp(snapshot, now) != 0;
+  free(snapshot);
+  return changed ? now : NULL;
+}

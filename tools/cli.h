@@ -68,4 +68,12 @@ bool cli_has_suffix(const char *path, const char *suffix);
 /* Monotonic seconds. */
 double cli_now(void);
 
+/* The context's notice now, copied whole (NULL when out of memory): what
+ * cli_new_notice compares with once the library has run, to tell whether
+ * it left a note (a fast path it gave up while training). */
+char *cli_notice_snapshot(const nn_context *ctx);
+/* The context's notice when it differs from snapshot, else NULL (also for
+ * a NULL snapshot); frees snapshot. */
+const char *cli_new_notice(const nn_context *ctx, char *snapshot);
+
 #endif

@@ -971,16 +971,14 @@ static int train(train_config *config, run_objects *run) {
   catch_interrupt();
   nn_train_summary summary;
   /* What the library decides on its own while training (CUDA graphs or a
-   * fused product given up) lands in the context's notice. A copy of all of it
-   * (the CPU's OpenBLAS advice alone is over 256 characters): a truncated one
-   * would differ and repeat the notice. */
-  char *notice = strdup(nn_context_notice(run->ctx));
+   * fused product given up) lands in the context's notice. */
+  char *notice = cli_notice_snapshot(run->ctx);
   nn_status status =
       nn_model_train(run->model, run->train, &config->options, &summary);
   double seconds = cli_now() - progress.started;
-  if (notice && strcmp(notice, nn_context_notice(run->ctx)) != 0)
-    cli_error(program, "note: %s", nn_context_notice(run->ctx));
-  free(notice);
+  const char *noted = cli_new_notice(run->ctx, notice);
+  if (noted)
+    cli_error(program, "note: %s", noted);
   config->options.resume = NULL;
   if (status == NN_ERROR_STOPPED && interrupted)
     return save_interrupted(config, run, &summary);
