@@ -16,8 +16,9 @@ static __global__ void bias_activation_kernel(float *z, float *a,
                                               const float *bias, size_t n,
                                               size_t count,
                                               nn_activation activation) {
-  NNLIB_GRID_STRIDE_LOOP(k, count) {
-    float value = z[k] + bias[k % n];
+  NNLIB_GRID_STRIDE_CELLS(cell, n, count) {
+    const size_t k = cell.index;
+    float value = z[k] + bias[cell.row];
     z[k] = value;
     a[k] = nnlib_activate(activation, value);
   }
@@ -91,13 +92,13 @@ extern "C" nn_status nnlib_cuda_bias_activation(nnlib_cuda_backend *cuda,
                                                 nn_context *ctx,
                                                 const nnlib_layer *layer,
                                                 size_t m) {
-  if (m == 0)
+  if (m == 0 || layer->units == 0)
     return NN_OK;
   if (layer->activation == NN_ACTIVATION_SOFTMAX)
     return softmax_forward(cuda, ctx, layer, m);
   const size_t count = layer->units * m;
-  bias_activation_kernel<<<nnlib_cuda_blocks(count), NNLIB_CUDA_THREADS, 0,
-                           cuda->compute>>>(
+  bias_activation_kernel<<<nnlib_cuda_blocks(cuda, count), NNLIB_CUDA_THREADS,
+                           0, cuda->compute>>>(
       layer->pre_activation, layer->activation_out, layer->bias, layer->units,
       count, layer->activation);
   return NNLIB_CUDA_CHECK_LAUNCH(ctx, bias_activation_kernel);
@@ -112,8 +113,8 @@ extern "C" nn_status nnlib_cuda_activation_backward(nnlib_backend *backend,
   nn_status status = nnlib_cuda_use_device(cuda, ctx);
   if (status != NN_OK || count == 0)
     return status;
-  activation_backward_kernel<<<nnlib_cuda_blocks(count), NNLIB_CUDA_THREADS, 0,
-                               cuda->compute>>>(
+  activation_backward_kernel<<<nnlib_cuda_blocks(cuda, count),
+                               NNLIB_CUDA_THREADS, 0, cuda->compute>>>(
       da_dz, layer->pre_activation, layer->activation_out, layer->dropout_mask,
       layer->activation, count);
   return NNLIB_CUDA_CHECK_LAUNCH(ctx, activation_backward_kernel);
@@ -129,8 +130,8 @@ extern "C" nn_status nnlib_cuda_output_gradient(nnlib_backend *backend,
   nn_status status = nnlib_cuda_use_device(cuda, ctx);
   if (status != NN_OK || count == 0)
     return status;
-  output_gradient_kernel<<<nnlib_cuda_blocks(count), NNLIB_CUDA_THREADS, 0,
-                           cuda->compute>>>(dz, output->activation_out, y,
-                                            count);
+  output_gradient_kernel<<<nnlib_cuda_blocks(cuda, count), NNLIB_CUDA_THREADS,
+                           0, cuda->compute>>>(dz, output->activation_out, y,
+                                               count);
   return NNLIB_CUDA_CHECK_LAUNCH(ctx, output_gradient_kernel);
 }

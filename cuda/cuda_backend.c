@@ -162,6 +162,7 @@ nn_status nnlib_cuda_backend_create(nn_context *ctx, int device_index,
   cuda->base.ops = &cuda_ops;
   cuda->device = device_index;
   cuda->compute_major = properties.major;
+  cuda->grid_limit = nnlib_cuda_grid_limit(properties.multiProcessorCount);
   status = create_streams(cuda, ctx);
   if (status == NN_OK)
     status = create_cublas(cuda, ctx);

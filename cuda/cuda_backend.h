@@ -38,9 +38,17 @@ extern "C" {
 #define NNLIB_CUDA_REDUCTION_DOUBLES ((size_t)1 << 17)
 #define NNLIB_CUDA_REDUCTION_BLOCKS 1024
 
-/* Threads per block of the elementwise kernels, and the most blocks they are
- * launched with (they loop over the rest, grid-stride). */
+/* Threads per block of the elementwise kernels. They are launched with at
+ * most NNLIB_CUDA_BLOCKS_PER_SM blocks per multiprocessor of the device and
+ * never more than NNLIB_CUDA_MAX_BLOCKS, and loop over the rest,
+ * grid-stride. 32 per SM is 4 whole waves: each kernel uses at most 32
+ * registers a thread on sm_90 (ptxas -v), so 8 blocks of 256 are resident
+ * on an SM at once, and every block has the same share of the work. With
+ * fewer threads than cells, a thread amortizes over several what it
+ * works out once (NNLIB_GRID_STRIDE_CELLS); and the emulator's 2 SMs give
+ * 64 blocks, so its tests walk the grid-stride loops. */
 #define NNLIB_CUDA_THREADS 256
+#define NNLIB_CUDA_BLOCKS_PER_SM 32
 #define NNLIB_CUDA_MAX_BLOCKS 32768
 
 typedef struct nnlib_lt_cache nnlib_lt_cache;
@@ -56,9 +64,10 @@ typedef enum nnlib_epilogue_check {
 } nnlib_epilogue_check;
 
 typedef struct nnlib_cuda_backend {
-  nnlib_backend base; /* first: the scheduler holds a nnlib_backend * */
-  int device;         /* CUDA device index, made current by every op */
-  int compute_major;  /* compute capability, major version */
+  nnlib_backend base;  /* first: the scheduler holds a nnlib_backend * */
+  int device;          /* CUDA device index, made current by every op */
+  int compute_major;   /* compute capability, major version */
+  unsigned grid_limit; /* most blocks of an elementwise launch */
   cudaStream_t compute;
   cudaStream_t copy;
   cublasHandle_t cublas;     /* bound to compute, with cublas_workspace */
@@ -86,11 +95,19 @@ static inline nnlib_cuda_backend *nnlib_cuda(nnlib_backend *backend) {
 }
 
 /* Blocks of NNLIB_CUDA_THREADS covering count elements (at least 1, at most
- * NNLIB_CUDA_MAX_BLOCKS). */
-static inline unsigned nnlib_cuda_blocks(size_t count) {
+ * the device's grid_limit). */
+static inline unsigned nnlib_cuda_blocks(const nnlib_cuda_backend *cuda,
+                                         size_t count) {
   size_t blocks = (count + NNLIB_CUDA_THREADS - 1) / NNLIB_CUDA_THREADS;
   if (blocks == 0)
     blocks = 1;
+  return (unsigned)(blocks < cuda->grid_limit ? blocks : cuda->grid_limit);
+}
+
+/* grid_limit for a device of multiprocessors SMs. */
+static inline unsigned nnlib_cuda_grid_limit(int multiprocessors) {
+  const size_t sms = multiprocessors > 0 ? (size_t)multiprocessors : 1;
+  const size_t blocks = sms * NNLIB_CUDA_BLOCKS_PER_SM;
   return (unsigned)(blocks < NNLIB_CUDA_MAX_BLOCKS ? blocks
                                                    : NNLIB_CUDA_MAX_BLOCKS);
 }

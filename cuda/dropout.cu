@@ -30,7 +30,7 @@ extern "C" nn_status nnlib_cuda_dropout_forward(nnlib_backend *backend,
       backend, ctx, rng, layer->dropout_mask, nnlib_dropout_draw_count(count));
   if (status != NN_OK || count == 0)
     return status;
-  dropout_kernel<<<nnlib_cuda_blocks(count), NNLIB_CUDA_THREADS, 0,
+  dropout_kernel<<<nnlib_cuda_blocks(cuda, count), NNLIB_CUDA_THREADS, 0,
                    cuda->compute>>>(layer->dropout_mask, layer->activation_out,
                                     keep, kept_scale, count);
   return NNLIB_CUDA_CHECK_LAUNCH(ctx, dropout_kernel);

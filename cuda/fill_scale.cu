@@ -25,7 +25,7 @@ extern "C" nn_status nnlib_cuda_fill(nnlib_backend *backend, nn_context *ctx,
   nn_status status = nnlib_cuda_use_device(cuda, ctx);
   if (status != NN_OK || count == 0)
     return status;
-  fill_kernel<<<nnlib_cuda_blocks(count), NNLIB_CUDA_THREADS, 0,
+  fill_kernel<<<nnlib_cuda_blocks(cuda, count), NNLIB_CUDA_THREADS, 0,
                 cuda->compute>>>(dst, value, count);
   return NNLIB_CUDA_CHECK_LAUNCH(ctx, fill_kernel);
 }
@@ -37,7 +37,7 @@ extern "C" nn_status nnlib_cuda_scale(nnlib_backend *backend, nn_context *ctx,
   nn_status status = nnlib_cuda_use_device(cuda, ctx);
   if (status != NN_OK || count == 0)
     return status;
-  scale_kernel<<<nnlib_cuda_blocks(count), NNLIB_CUDA_THREADS, 0,
+  scale_kernel<<<nnlib_cuda_blocks(cuda, count), NNLIB_CUDA_THREADS, 0,
                  cuda->compute>>>(dst, src, alpha, count);
   return NNLIB_CUDA_CHECK_LAUNCH(ctx, scale_kernel);
 }

@@ -37,8 +37,8 @@ static __global__ void gather_columns_kernel(void *x_dst, const float *x_src,
                                              const uint64_t *indices,
                                              size_t count) {
   const size_t rows = x_rows + y_rows;
-  NNLIB_GRID_STRIDE_LOOP(e, rows * count) {
-    const size_t column = e / rows, row = e - column * rows;
+  NNLIB_GRID_STRIDE_CELLS(cell, rows, rows * count) {
+    const size_t column = cell.column, row = cell.row;
     const size_t source = indices[column];
     if (row < x_rows)
       store(x_dst, x_bf16, column * x_rows + row, x_src[source * x_rows + row]);
@@ -133,8 +133,8 @@ nnlib_cuda_gather_columns(nnlib_backend *backend, nn_context *ctx,
       nnlib_check_gather_range(ctx, first, count, cuda->gather_order_count);
   if (status != NN_OK)
     return status;
-  gather_columns_kernel<<<nnlib_cuda_blocks(rows * count), NNLIB_CUDA_THREADS,
-                          0, cuda->compute>>>(
+  gather_columns_kernel<<<nnlib_cuda_blocks(cuda, rows * count),
+                          NNLIB_CUDA_THREADS, 0, cuda->compute>>>(
       x.dst, x.src, x.rows, x.bf16, y.rows ? y.dst : NULL,
       y.rows ? y.src : NULL, y.rows, y.bf16, cuda->gather_order + first, count);
   return NNLIB_CUDA_CHECK_LAUNCH(ctx, gather_columns_kernel);

@@ -17,6 +17,49 @@
   for (size_t index = blockIdx.x * (size_t)blockDim.x + threadIdx.x;           \
        index < (count); index += (size_t)gridDim.x * blockDim.x)
 
+/* A grid-stride walk over the cells of a column-major matrix of `rows` rows
+ * (rows > 0; cell index = column · rows + row), which keeps each cell's row
+ * and column without a division per cell: a thread divides once for its
+ * first cell and once for the grid's stride, then steps, carrying a row
+ * past the last into the next column. (A 64-bit division is a long
+ * instruction sequence on the GPU; a large layer has tens of millions of
+ * cells.) */
+typedef struct nnlib_cell_walk {
+  size_t index, row, column;
+  size_t rows, stride, stride_rows, stride_columns;
+} nnlib_cell_walk;
+
+static __device__ __forceinline__ nnlib_cell_walk
+nnlib_cell_walk_start(size_t rows) {
+  nnlib_cell_walk walk;
+  walk.rows = rows;
+  walk.index = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
+  walk.column = walk.index / rows;
+  walk.row = walk.index - walk.column * rows;
+  walk.stride = (size_t)gridDim.x * blockDim.x;
+  walk.stride_columns = walk.stride / rows;
+  walk.stride_rows = walk.stride - walk.stride_columns * rows;
+  return walk;
+}
+
+/* row, stride_rows < rows, so one carry at most. */
+static __device__ __forceinline__ void
+nnlib_cell_walk_next(nnlib_cell_walk *walk) {
+  walk->index += walk->stride;
+  walk->row += walk->stride_rows;
+  walk->column += walk->stride_columns;
+  if (walk->row >= walk->rows) {
+    walk->row -= walk->rows;
+    walk->column++;
+  }
+}
+
+/* walk.index runs over 0..count-1 as NNLIB_GRID_STRIDE_LOOP's index does,
+ * with walk.row = index % rows and walk.column = index / rows. */
+#define NNLIB_GRID_STRIDE_CELLS(walk, rows, count)                             \
+  for (nnlib_cell_walk walk = nnlib_cell_walk_start(rows);                     \
+       walk.index < (count); nnlib_cell_walk_next(&walk))
+
 #define NNLIB_WARP_SIZE 32
 #define NNLIB_FULL_WARP 0xffffffffu
 

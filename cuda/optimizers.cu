@@ -60,7 +60,7 @@ nnlib_cuda_optimizer_apply(nnlib_backend *backend, nn_context *ctx,
   nn_status status = nnlib_cuda_use_device(cuda, ctx);
   if (status != NN_OK || count == 0)
     return status;
-  optimizer_kernel<<<nnlib_cuda_blocks(count), NNLIB_CUDA_THREADS, 0,
+  optimizer_kernel<<<nnlib_cuda_blocks(cuda, count), NNLIB_CUDA_THREADS, 0,
                      cuda->compute>>>(cuda->update_constants, parameters,
                                       gradients, first_moment, second_moment,
                                       (__nv_bfloat16 *)bf16_parameters, count);

@@ -22,7 +22,7 @@ extern "C" nn_status nnlib_cuda_to_bf16(nnlib_cuda_backend *cuda,
                                         void *dst, size_t count) {
   if (count == 0)
     return NN_OK;
-  to_bf16_kernel<<<nnlib_cuda_blocks(count), NNLIB_CUDA_THREADS, 0,
+  to_bf16_kernel<<<nnlib_cuda_blocks(cuda, count), NNLIB_CUDA_THREADS, 0,
                    cuda->compute>>>(src, (__nv_bfloat16 *)dst, count);
   return NNLIB_CUDA_CHECK_LAUNCH(ctx, to_bf16_kernel);
 }
@@ -50,7 +50,7 @@ extern "C" nn_status nnlib_cuda_from_bf16(nnlib_cuda_backend *cuda,
                                           float *dst, size_t count) {
   if (count == 0)
     return NN_OK;
-  from_bf16_kernel<<<nnlib_cuda_blocks(count), NNLIB_CUDA_THREADS, 0,
+  from_bf16_kernel<<<nnlib_cuda_blocks(cuda, count), NNLIB_CUDA_THREADS, 0,
                      cuda->compute>>>(dst, (const __nv_bfloat16 *)src, count);
   return NNLIB_CUDA_CHECK_LAUNCH(ctx, from_bf16_kernel);
 }

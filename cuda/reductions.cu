@@ -104,7 +104,7 @@ extern "C" nn_status nnlib_cuda_bias_gradient(nnlib_cuda_backend *cuda,
   nn_status status = NNLIB_CUDA_CHECK_LAUNCH(ctx, column_sum_kernel);
   if (status != NN_OK || chunks == 1)
     return status;
-  column_sum_finish_kernel<<<nnlib_cuda_blocks(n), NNLIB_CUDA_THREADS, 0,
+  column_sum_finish_kernel<<<nnlib_cuda_blocks(cuda, n), NNLIB_CUDA_THREADS, 0,
                              cuda->compute>>>(cuda->reduction_scratch, n,
                                               chunks, db, inverse_m);
   return NNLIB_CUDA_CHECK_LAUNCH(ctx, column_sum_finish_kernel);

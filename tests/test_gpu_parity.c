@@ -298,44 +298,69 @@ Test(gpu_parity, init_schemes_draw_the_same_weights) {
 /* Forward, cost and backward                                                */
 /* ------------------------------------------------------------------------ */
 
-/* Forward (yhat), cost (with L2) and backward (every dW, db) on both, for a
- * 4-6-5-out network with `hidden` units and the loss's output. Tolerances:
- * yhat 1e-5 relative + 1e-6 absolute (two gemms of <= 6 terms and a few
- * ulp of activation); cost 1e-5 relative; gradients 1e-4 relative + 1e-6
- * absolute (three more gemms, whose cancellations can lose the relative
- * precision of a small entry but not its absolute one). */
-static void check_forward_backward(parity *p, nn_activation hidden,
-                                   nn_loss loss) {
-  const size_t out = loss == NN_LOSS_CATEGORICAL_CROSS_ENTROPY ? 3
-                     : loss == NN_LOSS_MEAN_SQUARED_ERROR      ? 2
-                                                               : 1;
-  const size_t widths[] = {4, 6, 5, out}, m = 7;
-  const float lambda = 0.05f;
-  model_pair pair =
-      make_pair(p, widths, 3, hidden, 0.0f, loss, 100 + (uint64_t)hidden, 1.0);
-  support_rng rng = support_rng_seeded(7 + (uint64_t)loss);
-  float *x = uniform_floats(&rng, widths[0] * m, -2.0, 2.0);
-  float *y = targets_for(loss, out, m, &rng);
+/* A network and batch that check_network compares on both backends. */
+typedef struct network_case {
+  const char *what;
+  const size_t *widths; /* layers + 1: input, hidden..., output */
+  size_t layers, m;
+  nn_activation hidden;
+  nn_loss loss;
+  float lambda;
+  uint64_t parameter_seed, data_seed;
+} network_case;
+
+/* Forward (yhat), cost (with L2) and backward (every dW, db) of one case
+ * on both. Tolerances: yhat 1e-5 relative + 1e-6 absolute (the gemms and a
+ * few ulp of activation); cost 1e-5 relative; gradients 1e-4 relative +
+ * 1e-6 absolute (three more gemms, whose cancellations can lose the
+ * relative precision of a small entry but not its absolute one). */
+static void check_network(parity *p, const network_case *c) {
+  const size_t out = c->widths[c->layers], m = c->m;
+  model_pair pair = make_pair(p, c->widths, c->layers, c->hidden, 0.0f, c->loss,
+                              c->parameter_seed, 1.0);
+  support_rng rng = support_rng_seeded(c->data_seed);
+  float *x = uniform_floats(&rng, c->widths[0] * m, -2.0, 2.0);
+  float *y = targets_for(c->loss, out, m, &rng);
   float *yhat_gpu = allocate_floats(out * m),
         *yhat_cpu = allocate_floats(out * m);
   SUPPORT_OK(p->gpu, nn_model_forward(pair.gpu, x, m, 0, yhat_gpu));
   SUPPORT_OK(p->cpu, nn_model_forward(pair.cpu, x, m, 0, yhat_cpu));
-  char what[128];
-  snprintf(what, sizeof what, "%s hidden, %s", nn_activation_name(hidden),
-           nn_loss_name(loss));
-  assert_close_arrays(what, yhat_gpu, yhat_cpu, out * m, 1e-5, 1e-6);
+  assert_close_arrays(c->what, yhat_gpu, yhat_cpu, out * m, 1e-5, 1e-6);
   float cost_gpu = 0.0f, cost_cpu = 0.0f;
-  SUPPORT_OK(p->gpu, nn_model_cost(pair.gpu, y, m, lambda, &cost_gpu));
-  SUPPORT_OK(p->cpu, nn_model_cost(pair.cpu, y, m, lambda, &cost_cpu));
-  assert_close_values(what, cost_gpu, cost_cpu, 1e-5);
-  SUPPORT_OK(p->gpu, nn_model_backward(pair.gpu, y, m, lambda));
-  SUPPORT_OK(p->cpu, nn_model_backward(pair.cpu, y, m, lambda));
-  assert_gradients_close(&pair, what, 1e-4, 1e-6);
+  SUPPORT_OK(p->gpu, nn_model_cost(pair.gpu, y, m, c->lambda, &cost_gpu));
+  SUPPORT_OK(p->cpu, nn_model_cost(pair.cpu, y, m, c->lambda, &cost_cpu));
+  assert_close_values(c->what, cost_gpu, cost_cpu, 1e-5);
+  SUPPORT_OK(p->gpu, nn_model_backward(pair.gpu, y, m, c->lambda));
+  SUPPORT_OK(p->cpu, nn_model_backward(pair.cpu, y, m, c->lambda));
+  assert_gradients_close(&pair, c->what, 1e-4, 1e-6);
   free(x);
   free(y);
   free(yhat_gpu);
   free(yhat_cpu);
   destroy_pair(&pair);
+}
+
+/* check_network of a 4-6-5-out network with `hidden` units and the loss's
+ * output, 7 examples, L2 0.05. */
+static void check_forward_backward(parity *p, nn_activation hidden,
+                                   nn_loss loss) {
+  const size_t out = loss == NN_LOSS_CATEGORICAL_CROSS_ENTROPY ? 3
+                     : loss == NN_LOSS_MEAN_SQUARED_ERROR      ? 2
+                                                               : 1;
+  const size_t widths[] = {4, 6, 5, out};
+  char what[128];
+  snprintf(what, sizeof what, "%s hidden, %s", nn_activation_name(hidden),
+           nn_loss_name(loss));
+  const network_case c = {.what = what,
+                          .widths = widths,
+                          .layers = 3,
+                          .m = 7,
+                          .hidden = hidden,
+                          .loss = loss,
+                          .lambda = 0.05f,
+                          .parameter_seed = 100 + (uint64_t)hidden,
+                          .data_seed = 7 + (uint64_t)loss};
+  check_network(p, &c);
 }
 
 Test(gpu_parity, every_activation_forward_and_backward) {
@@ -347,6 +372,29 @@ Test(gpu_parity, every_activation_forward_and_backward) {
   for (size_t h = 0; h < sizeof hidden / sizeof hidden[0]; h++)
     for (int loss = 0; loss < NN_LOSS_COUNT; loss++)
       check_forward_backward(&p, hidden[h], (nn_loss)loss);
+  parity_close(&p);
+}
+
+/* A hidden layer with more cells (1021 units × 2048 examples) than the
+ * device runs threads at once (on the emulator's 2 multiprocessors 16 Ki,
+ * on an H200 about 1.1 M), so that each thread of the bias add and the
+ * activation walks several (NNLIB_GRID_STRIDE_CELLS): tanh (never fused:
+ * nn's own kernels), forward and backward, against the CPU. 1021 is prime,
+ * so the rows a thread's steps reach fall all over a column, and each
+ * row's bias differs. */
+Test(gpu_parity, a_layer_larger_than_the_grid_matches_the_cpu) {
+  parity p = parity_open();
+  const size_t widths[] = {3, 1021, 1};
+  const network_case c = {.what = "a 1021-unit tanh layer, 2048 examples",
+                          .widths = widths,
+                          .layers = 2,
+                          .m = 2048,
+                          .hidden = NN_ACTIVATION_TANH,
+                          .loss = NN_LOSS_BINARY_CROSS_ENTROPY,
+                          .lambda = 0.05f,
+                          .parameter_seed = 61,
+                          .data_seed = 62};
+  check_network(&p, &c);
   parity_close(&p);
 }
 
@@ -1048,6 +1096,51 @@ Test(gpu_parity, gather_columns_takes_x_and_y_together) {
   free(x_source);
   free(y_source);
   parity_close(&p);
+}
+
+/* A batch with more cells than the device runs threads at once (on the
+ * emulator's 2 multiprocessors 16 Ki, on an H200 about 1.1 M): each thread
+ * of the gather walks several cells, its row and column carried from one
+ * to the next (NNLIB_GRID_STRIDE_CELLS). X's 1021 rows and Y's 2 stack to
+ * 1023 = 3·11·31, of which neither the emulator's grid stride (2^14
+ * threads) nor an H200's (132 · 32 blocks of 256) is a multiple: the
+ * walk's steps land on rows all over a column and carry into the next.
+ * Every cell is checked against its source. */
+Test(gpu_parity, gather_columns_walks_a_batch_larger_than_the_grid) {
+  nn_context *gpu = gpu_context_or_skip();
+  enum { x_rows = 1021, y_rows = 2, m = 2100, count = 2048 };
+  support_rng rng = support_rng_seeded(55);
+  float *x_source = uniform_floats(&rng, (size_t)x_rows * m, -1.0, 1.0);
+  float *y_source = uniform_floats(&rng, (size_t)y_rows * m, -1.0, 1.0);
+  static size_t columns[count];
+  random_columns(&rng, columns, count, m);
+  nnlib_backend *backend = gpu->backend;
+  const nnlib_backend_ops *ops = backend->ops;
+  const gather_memory g =
+      upload_gather_sources(gpu, x_source, x_rows, y_source, y_rows, m, count);
+  const nnlib_gather_matrix matrices[2] = {{g.x_dst, g.x_src, x_rows, false},
+                                           {g.y_dst, g.y_src, y_rows, false}};
+  SUPPORT_OK(gpu, ops->set_gather_order(backend, gpu, columns, count));
+  SUPPORT_OK(gpu, ops->gather_columns(backend, gpu, matrices, 0, count));
+  const size_t cells = (size_t)(x_rows + y_rows) * count;
+  float *result = allocate_floats(cells);
+  SUPPORT_OK(gpu, ops->download(backend, gpu, result, g.x_dst, cells));
+  const float *y_result = result + (size_t)x_rows * count;
+  for (size_t k = 0; k < count; k++) {
+    for (size_t r = 0; r < x_rows; r++)
+      cr_assert_eq(result[k * x_rows + r], x_source[columns[k] * x_rows + r],
+                   "X column %zu (source column %zu), row %zu", k, columns[k],
+                   r);
+    for (size_t r = 0; r < y_rows; r++)
+      cr_assert_eq(y_result[k * y_rows + r], y_source[columns[k] * y_rows + r],
+                   "Y column %zu (source column %zu), row %zu", k, columns[k],
+                   r);
+  }
+  ops->release(backend, g.memory);
+  free(result);
+  free(x_source);
+  free(y_source);
+  nn_context_destroy(gpu);
 }
 
 /* bf16 bits of x rounded to nearest even (x finite). */
