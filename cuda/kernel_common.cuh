@@ -21,9 +21,11 @@
  * (rows > 0; cell index = column · rows + row), which keeps each cell's row
  * and column without a division per cell: a thread divides once for its
  * first cell and once for the grid's stride, then steps, carrying a row
- * past the last into the next column. (A 64-bit division is a long
- * instruction sequence on the GPU; a large layer has tens of millions of
- * cells.) */
+ * past the last into the next column. (An integer division is no GPU
+ * instruction: nvcc emits tens of instructions for it, a 32-bit path
+ * where the operands fit and a longer 64-bit one where not; a large layer
+ * has tens of millions of cells. The loop body of the kernels that use
+ * this has no division left in its PTX.) */
 typedef struct nnlib_cell_walk {
   size_t index, row, column;
   size_t rows, stride, stride_rows, stride_columns;
