@@ -92,7 +92,7 @@ extern "C" nn_status nnlib_cuda_bias_activation(nnlib_cuda_backend *cuda,
                                                 nn_context *ctx,
                                                 const nnlib_layer *layer,
                                                 size_t m) {
-  if (m == 0 || layer->units == 0)
+  if (m == 0) /* units > 0: host/model.c refuses a layer of width 0 */
     return NN_OK;
   if (layer->activation == NN_ACTIVATION_SOFTMAX)
     return softmax_forward(cuda, ctx, layer, m);
