@@ -137,7 +137,7 @@ typedef struct bench_measurement {
   size_t steps_run;
   /* What the library noted during the run (a fast path given up, and
    * why: nn_context_notice), or "" when it noted nothing new. */
-  char notice[512];
+  char notice[4096];
   bench_device_memory memory;
 } bench_measurement;
 

@@ -147,6 +147,16 @@ static nnlib_fused fusable(const nnlib_layer *layer) {
   return NNLIB_FUSED_NONE;
 }
 
+/* Whether the fused products have no dimension of 1 at this batch: the
+ * forward one is n × m × n_prev, the backward one (the layer above's)
+ * n × m × n_above. cuBLASLt's heuristic answers such products with
+ * CUBLAS_STATUS_INVALID_VALUE (PyTorch keeps them off cuBLASLt for that
+ * reason, and nvmath-python refuses K = 1 for DRELU/DGELU); a one-example
+ * batch, or a layer under a single output unit, runs the plain path. */
+static bool shape_fusable(const nnlib_layer *layer, size_t m) {
+  return m >= 2 && layer->inputs >= 2 && layer->above->units >= 2;
+}
+
 /* Whether the products may hand over in bf16, or in fp32. b and db sit
  * at any float offset in their arenas, and b's bf16 copy at the same
  * offset in the copy's; cuBLASLt's epilogues have been seen to fail on
@@ -290,11 +300,11 @@ static nn_status run_fused_forward(nnlib_cuda_backend *cuda, nn_context *ctx,
   memcpy(before, ctx->last_error, sizeof before);
   if (nnlib_cuda_lt_run(cuda, ctx, plan, &product) != NN_OK) {
     nnlib_cuda_lt_refuse(plan);
-    snprintf(ctx->notice, sizeof ctx->notice,
-             "a fused %s product (%s out) failed, layers of its shape run "
-             "another way: %.140s",
-             fused_name(record->fused), record->bf16_output ? "bf16" : "fp32",
-             ctx->last_error);
+    nnlib_note(ctx,
+               "a fused %s product (%s out) failed, layers of its shape run "
+               "another way: %.140s",
+               fused_name(record->fused), record->bf16_output ? "bf16" : "fp32",
+               ctx->last_error);
     memcpy(ctx->last_error, before, sizeof before);
     return NN_OK;
   }
@@ -322,7 +332,9 @@ static nn_status try_fused_forward(nnlib_cuda_backend *cuda, nn_context *ctx,
                                    const void *x, size_t m,
                                    nnlib_layer_epilogue *record) {
   const nnlib_fused candidate = fusable(layer);
-  for (int way = 0; candidate != NNLIB_FUSED_NONE && way < 2; way++) {
+  if (candidate == NNLIB_FUSED_NONE || !shape_fusable(layer, m))
+    return NN_OK;
+  for (int way = 0; way < 2; way++) {
     const nnlib_layer_epilogue attempt = {candidate, way == 0};
     bool usable = false;
     nn_status status = way_usable(cuda, ctx, layer, &attempt, &usable);

@@ -377,11 +377,11 @@ nn_status nnlib_cuda_epilogue_usable(nnlib_cuda_backend *cuda, nn_context *ctx,
   *verdict = found;
   *usable = found == NNLIB_EPILOGUE_AGREES;
   if (found == NNLIB_EPILOGUE_DIFFERS)
-    snprintf(ctx->notice, sizeof ctx->notice,
-             "cuBLASLt's %s (%s products, %s out) is not used: on a product "
-             "with a known answer %s; those %s layers run nn's own kernels",
-             backward_name(fused), nn_precision_name(precision),
-             bf16_output ? "bf16" : "fp32", why,
-             fused == NNLIB_FUSED_RELU ? "ReLU" : "GELU-tanh");
+    nnlib_note(ctx,
+               "cuBLASLt's %s (%s products, %s out) is not used: on a product "
+               "with a known answer %s; those %s layers run nn's own kernels",
+               backward_name(fused), nn_precision_name(precision),
+               bf16_output ? "bf16" : "fp32", why,
+               fused == NNLIB_FUSED_RELU ? "ReLU" : "GELU-tanh");
   return NN_OK;
 }

@@ -186,9 +186,39 @@ static nn_status describe_layouts(nn_context *ctx,
   return status;
 }
 
+static const char *epilogue_name(int32_t epilogue) {
+  switch (epilogue) {
+  case CUBLASLT_EPILOGUE_RELU_AUX_BIAS:
+    return "RELU_AUX_BIAS";
+  case CUBLASLT_EPILOGUE_GELU_AUX_BIAS:
+    return "GELU_AUX_BIAS";
+  case CUBLASLT_EPILOGUE_DRELU_BGRAD:
+    return "DRELU_BGRAD";
+  case CUBLASLT_EPILOGUE_DGELU_BGRAD:
+    return "DGELU_BGRAD";
+  default:
+    return "another epilogue";
+  }
+}
+
+/* The heuristic refused a well-formed product with another status than
+ * NOT_SUPPORTED: the real one answers INVALID_VALUE for some shapes (a
+ * dimension of 1, which dense.c does not ask for). That is no reason to
+ * fail a training step — the plain path computes the same — but it is one
+ * to say so. */
+static void note_refusal(nn_context *ctx, const nnlib_lt_plan *plan,
+                         cublasStatus_t asked) {
+  nnlib_note(ctx,
+             "cuBLASLt's heuristic answered %s for a fused %s product (%s, "
+             "D %d x %d, inner %d); nn runs its own kernels instead",
+             cublasGetStatusName(asked), epilogue_name(plan->key.epilogue),
+             nn_precision_name((nn_precision)plan->key.precision),
+             plan->key.rows, plan->key.cols, plan->key.inner);
+}
+
 /* Asks the heuristic for the best algorithm under the workspace and the
  * operands' real alignment; plan->usable stays false when it has none
- * (CUBLAS_STATUS_NOT_SUPPORTED or no result), which is not an error. */
+ * (no result, or any refusal: see note_refusal), which is not an error. */
 static nn_status choose_algorithm(nnlib_cuda_backend *cuda, nn_context *ctx,
                                   nnlib_lt_plan *plan) {
   cublasLtMatmulPreference_t preference = NULL;
@@ -221,8 +251,11 @@ static nn_status choose_algorithm(nnlib_cuda_backend *cuda, nn_context *ctx,
     cublasStatus_t asked = cublasLtMatmulAlgoGetHeuristic(
         cuda->lt, plan->operation, plan->layout_a, plan->layout_b,
         plan->layout_d, plan->layout_d, preference, 1, &result, &found);
-    if (asked != CUBLAS_STATUS_NOT_SUPPORTED)
-      status = NNLIB_CUBLAS_CHECK(ctx, asked);
+    if (asked != CUBLAS_STATUS_SUCCESS) {
+      found = 0;
+      if (asked != CUBLAS_STATUS_NOT_SUPPORTED)
+        note_refusal(ctx, plan, asked);
+    }
   }
   if (status == NN_OK && found > 0 && result.state == CUBLAS_STATUS_SUCCESS) {
     plan->algorithm = result.algo;

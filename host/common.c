@@ -38,6 +38,37 @@ nn_status nnlib_fail(nn_context *ctx, nn_status status, const char *call,
   return status;
 }
 
+/* Appends text to the notice, which has used characters, if it fits. */
+static bool append_note(char *notice, size_t used, size_t capacity,
+                        const char *separator, const char *text) {
+  if (used + strlen(separator) + strlen(text) >= capacity)
+    return false;
+  snprintf(notice + used, capacity - used, "%s%s", separator, text);
+  return true;
+}
+
+void nnlib_note(nn_context *ctx, const char *format, ...) {
+  if (!ctx)
+    return;
+  char note[NNLIB_NOTICE_CAPACITY];
+  va_list args;
+  va_start(args, format);
+  vsnprintf(note, sizeof note, format, args);
+  va_end(args);
+  char *notice = ctx->notice;
+  const size_t used = strlen(notice);
+  const size_t full_length = strlen(NNLIB_NOTICE_FULL);
+  const bool full = used >= full_length &&
+                    strcmp(notice + used - full_length, NNLIB_NOTICE_FULL) == 0;
+  if (!note[0] || full || strstr(notice, note))
+    return;
+  /* Room is kept for the mark that notes were left out. */
+  if (!append_note(notice, used, sizeof ctx->notice - full_length,
+                   used ? "; " : "", note))
+    snprintf(notice + used, sizeof ctx->notice - used, "%s",
+             used ? NNLIB_NOTICE_FULL : NNLIB_NOTICE_FULL + 2);
+}
+
 bool nnlib_checked_mul(size_t a, size_t b, size_t *out) {
   if (a != 0 && b > SIZE_MAX / a)
     return false;

@@ -19,9 +19,7 @@ static void append_blas_advice(nn_context *ctx) {
   nnlib_cpu_blas_advice(advice, sizeof advice);
   if (!advice[0])
     return;
-  const size_t used = strlen(ctx->notice);
-  snprintf(ctx->notice + used, sizeof ctx->notice - used, "%s%s",
-           used ? "; " : "", advice);
+  nnlib_note(ctx, "%s", advice);
 }
 
 /* Picks the backend for AUTO / CUDA / CPU; AUTO records why it fell back. */
@@ -37,8 +35,8 @@ static nn_status open_backend(nn_context *ctx, nn_backend_kind kind,
     }
     if (kind == NN_BACKEND_CUDA)
       return status;
-    snprintf(ctx->notice, sizeof ctx->notice,
-             "no usable GPU, training on the CPU (%.200s)", ctx->last_error);
+    nnlib_note(ctx, "no usable GPU, training on the CPU (%.200s)",
+               ctx->last_error);
     ctx->last_error[0] = '\0';
   }
   ctx->backend_kind = NN_BACKEND_CPU;

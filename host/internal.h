@@ -21,6 +21,7 @@ extern "C" {
 #endif
 
 #define NNLIB_ERROR_CAPACITY 1024
+#define NNLIB_NOTICE_CAPACITY 4096
 
 typedef struct nnlib_backend nnlib_backend;
 
@@ -29,7 +30,7 @@ struct nn_context {
   int device_index;
   nnlib_backend *backend;
   char backend_name[128];
-  char notice[512];
+  char notice[NNLIB_NOTICE_CAPACITY];
   char last_error[NNLIB_ERROR_CAPACITY];
 };
 
@@ -47,6 +48,16 @@ nn_status nnlib_fail(nn_context *ctx, nn_status status, const char *call,
  * cublasSgemm, or the public function on whose behalf a helper runs). */
 #define NNLIB_FAIL_CALL(ctx, status, call, ...)                                \
   nnlib_fail((ctx), (status), (call), __FILE__, __LINE__, __VA_ARGS__)
+
+/* Adds a note to the context's notice (nn_context_notice): after the
+ * notes already there, separated by "; ", unless the same note is there
+ * already. A note that does not fit whole is left out, and the notice
+ * ends with NNLIB_NOTICE_FULL instead, so that the first notes — the
+ * causes of what follows — are the ones kept. */
+void nnlib_note(nn_context *ctx, const char *format, ...)
+    __attribute__((format(printf, 2, 3)));
+
+#define NNLIB_NOTICE_FULL "; (later notes left out)"
 
 /* Multiplies a * b into *out; false on size_t overflow. */
 bool nnlib_checked_mul(size_t a, size_t b, size_t *out);
@@ -222,6 +233,10 @@ struct nn_model {
   float *bf16_scratch;  /* backend memory for the layers' bf16 views */
   size_t bf16_capacity; /* columns it was sized for; 0 = none */
   size_t bf16_elements; /* its size, in bf16 */
+  /* Counts the reallocations of the activation arena and the bf16 scratch:
+   * a captured step graph holds their addresses and layout, and is stale
+   * once this moves on (an address alone could come back). */
+  uint64_t arena_generation;
   /* In the scratch: the parameters rounded to bf16, in the arena's layout
    * (parameter_count bf16), which the products read. The optimizer step
    * writes it with the parameters; anything else that writes parameters

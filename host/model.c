@@ -363,6 +363,7 @@ static nn_status reserve_bf16_scratch(nn_model *model) {
     return status;
   NNLIB_OPS(model)->release(NNLIB_BACKEND(model), model->bf16_scratch);
   model->bf16_scratch = scratch;
+  model->arena_generation++;
   model->bf16_capacity = model->capacity;
   model->bf16_elements = elements;
   /* The copies the old scratch held are gone with it. */
@@ -448,6 +449,7 @@ static nn_status reserve_activations(nn_model *model, size_t examples) {
     return status;
   NNLIB_OPS(model)->release(NNLIB_BACKEND(model), model->activation_arena);
   model->activation_arena = arena;
+  model->arena_generation++;
   model->activation_floats = total;
   model->capacity = examples;
   model->forward_examples = 0;

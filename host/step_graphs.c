@@ -17,7 +17,7 @@ typedef struct graph_key {
   const float *input, *targets;
   size_t m;
   float l2_lambda;
-  const float *activations, *bf16_scratch;
+  uint64_t arena_generation; /* the model's: its arenas as captured */
 } graph_key;
 
 typedef struct graph_entry {
@@ -66,20 +66,21 @@ void nnlib_step_graphs_destroy(nnlib_step_graphs *graphs) {
 
 static bool same_key(const graph_key *a, const graph_key *b) {
   return a->input == b->input && a->targets == b->targets && a->m == b->m &&
-         a->l2_lambda == b->l2_lambda && a->activations == b->activations &&
-         a->bf16_scratch == b->bf16_scratch;
+         a->l2_lambda == b->l2_lambda &&
+         a->arena_generation == b->arena_generation;
 }
 
 /* The entry for key: its own, else a free one, else NULL. Entries whose
- * arenas have moved (the activation arena regrown) are dropped first. */
+ * arenas have been reallocated since their capture (the activation arena
+ * regrown, say by a forward pass in the progress callback) are dropped
+ * first. */
 static graph_entry *find_entry(nnlib_step_graphs *graphs,
                                const graph_key *key) {
   nnlib_backend *backend = NNLIB_BACKEND(graphs->model);
   graph_entry *free_entry = NULL;
   for (size_t e = 0; e < GRAPH_CACHE_SIZE; e++) {
     graph_entry *entry = &graphs->entries[e];
-    if (entry->graph && (entry->key.activations != key->activations ||
-                         entry->key.bf16_scratch != key->bf16_scratch)) {
+    if (entry->graph && entry->key.arena_generation != key->arena_generation) {
       backend->ops->graph_destroy(backend, entry->graph);
       entry->graph = NULL;
     }
@@ -143,8 +144,8 @@ static nn_status give_up(nnlib_step_graphs *graphs, const float *input,
   *graphed = false;
   /* The notice holds the start of the capture's error (at most 160 of its
    * characters, which name the failing call). */
-  snprintf(
-      ctx->notice, sizeof ctx->notice,
+  nnlib_note(
+      ctx,
       "training steps run without CUDA graphs: capturing one failed: %.160s",
       ctx->last_error);
   return nnlib_step_body(graphs->model, input, targets, m, l2_lambda, record);
@@ -155,12 +156,7 @@ nn_status nnlib_step_graphs_run(nnlib_step_graphs *graphs, const float *input,
                                 double *record, bool *graphed) {
   nn_model *model = graphs->model;
   nnlib_backend *backend = NNLIB_BACKEND(model);
-  const graph_key key = {input,
-                         targets,
-                         m,
-                         l2_lambda,
-                         model->activation_arena,
-                         model->bf16_scratch};
+  const graph_key key = {input, targets, m, l2_lambda, model->arena_generation};
   graph_entry *entry = graphs->given_up ? NULL : find_entry(graphs, &key);
   *graphed = entry != NULL;
   if (!entry)

@@ -113,8 +113,10 @@ NN_API nn_backend_kind nn_context_backend(const nn_context *ctx);
  * CPU), or later the latest fast path the context gave up and why (a CUDA
  * graph capture that failed, a fused cuBLASLt product that refused to run,
  * an epilogue that failed nn's check); "" when there is nothing to say.
- * Training is not failed for any of these. A later note replaces an
- * earlier one (at most 511 characters). */
+ * Training is not failed for any of these. Notes accumulate in the order
+ * they were made, separated by "; ", each once; the notice holds at most
+ * 4095 characters, and when a note does not fit it ends with "(later
+ * notes left out)" instead, keeping the first notes. */
 NN_API const char *nn_context_notice(const nn_context *ctx);
 
 /* For a CPU context: the OpenBLAS kernels ("SkylakeX", "Haswell") that

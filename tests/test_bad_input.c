@@ -3,6 +3,7 @@
  * right status and a message that names the failing call and what is wrong,
  * and nothing crashes (the suite also runs under ASan + UBSan).
  */
+#include "internal.h"
 #include "support.h"
 
 #include <math.h>
@@ -174,6 +175,40 @@ Test(bad_input, cuda_without_gpu_is_refused_and_auto_falls_back) {
   cr_assert_null(strstr(nn_context_notice(ctx), "no usable GPU"),
                  "notice \"%s\"", nn_context_notice(ctx));
   cr_assert_eq(nn_context_backend(ctx), NN_BACKEND_CPU);
+  nn_context_destroy(ctx);
+}
+
+/* The notes a context makes add up in order, each once; when the notice
+ * is full, the first notes stay and the notice says later ones were left
+ * out (nn.h, nn_context_notice). */
+Test(bad_input, notes_add_up_and_the_first_are_kept) {
+  nn_context *ctx = support_cpu_context();
+  ctx->notice[0] = '\0'; /* whatever OpenBLAS advice the CPU had */
+  nnlib_note(ctx, "first %d", 1);
+  nnlib_note(ctx, "%s", "second");
+  nnlib_note(ctx, "first %d", 1);
+  nnlib_note(ctx, "%s", "");
+  cr_assert_str_eq(nn_context_notice(ctx), "first 1; second");
+
+  char long_note[300];
+  memset(long_note, 'x', sizeof long_note - 1);
+  long_note[sizeof long_note - 1] = '\0';
+  size_t notes = 2;
+  for (int k = 0; k < 40; k++) {
+    long_note[0] = (char)('A' + k);
+    nnlib_note(ctx, "%s", long_note);
+    if (!strstr(nn_context_notice(ctx), NNLIB_NOTICE_FULL))
+      notes++;
+  }
+  const char *notice = nn_context_notice(ctx);
+  const size_t length = strlen(notice);
+  cr_assert_lt(length, sizeof ctx->notice);
+  cr_assert_gt(notes, 10, "only %zu notes fitted", notes);
+  cr_assert_eq(strncmp(notice, "first 1; second; A", 18), 0, "%s", notice);
+  cr_assert_str_eq(notice + length - strlen(NNLIB_NOTICE_FULL),
+                   NNLIB_NOTICE_FULL);
+  nnlib_note(ctx, "after it filled");
+  cr_assert_eq(strlen(nn_context_notice(ctx)), length, "a full notice grew");
   nn_context_destroy(ctx);
 }
 

@@ -265,12 +265,30 @@ typedef struct graph_run {
   double epoch_costs[4];
   float parameters[2 * 64 + 64 + 64 * 64 + 64 + 64 + 1];
   nn_train_summary summary;
+  /* When set, the callback runs two forward passes, each larger than any
+   * before, at the end of the first three epochs. */
+  bool grow_in_callback;
+  nn_context *ctx;
+  nn_model *model;
 } graph_run;
+
+/* Two reallocations of the activation arena between steps (the second
+ * arena may take the first one's freed address). */
+static void grow_twice(const graph_run *run, int epoch) {
+  static float x[2 * 300];
+  for (size_t k = 0; k < sizeof x / sizeof x[0]; k++)
+    x[k] = (float)(k % 7) / 7.0f - 0.5f;
+  const size_t first = 100 + 60 * (size_t)epoch;
+  SUPPORT_OK(run->ctx, nn_model_forward(run->model, x, first, 0, NULL));
+  SUPPORT_OK(run->ctx, nn_model_forward(run->model, x, first + 30, 0, NULL));
+}
 
 static int keep_epoch_cost(const nn_progress *progress, void *user_data) {
   graph_run *run = user_data;
   if (progress->epoch_end && progress->epoch < 4)
     run->epoch_costs[progress->epoch] = progress->cost;
+  if (progress->epoch_end && run->grow_in_callback && progress->epoch < 3)
+    grow_twice(run, (int)progress->epoch);
   return 0;
 }
 
@@ -287,6 +305,8 @@ static void train_planar(nn_context *ctx, nn_step_graphs graphs,
   nn_model *model = NULL;
   SUPPORT_OK(ctx, nn_model_create(ctx, &spec, &model));
   SUPPORT_OK(ctx, nn_model_init(model, NN_INIT_HE, 8));
+  out->ctx = ctx;
+  out->model = model;
   nn_train_options options;
   nn_train_options_default(&options);
   options.optimizer.kind = NN_OPTIMIZER_ADAM;
@@ -339,6 +359,23 @@ Test(fast_paths, graphed_steps_give_the_bits_of_eager_ones) {
   cr_assert_eq(streamed.summary.steps_graphed, 4 * 7);
   assert_same_run(&graphed, &eager, "resident, graphs against eager");
   assert_same_run(&streamed, &eager, "streamed, graphs against eager");
+  nn_context_destroy(ctx);
+}
+
+/* A forward pass in the progress callback that regrows the activation
+ * arena, twice between two steps: the graphs captured on the old arena
+ * are not replayed (the new one may sit at the old address, with another
+ * layout), new ones are captured, and the run keeps the eager bits. */
+Test(fast_paths, graphs_follow_an_arena_regrown_in_the_callback) {
+  nn_context *ctx = support_gpu_context_or_skip();
+  static graph_run eager, grown;
+  train_planar(ctx, NN_STEP_GRAPHS_OFF, NN_DATA_RESIDENT, 0.0f, &eager);
+  grown.grow_in_callback = true;
+  /* Streamed, so that the batches' device buffers (the feeder's) stay
+   * where they were: only the arena moves. */
+  train_planar(ctx, NN_STEP_GRAPHS_AUTO, NN_DATA_STREAMING, 0.0f, &grown);
+  cr_assert_eq(grown.summary.steps_graphed, 4 * 7);
+  assert_same_run(&grown, &eager, "regrown in the callback, against eager");
   nn_context_destroy(ctx);
 }
 

@@ -235,7 +235,13 @@ char *cli_notice_snapshot(const nn_context *ctx) {
 
 const char *cli_new_notice(const nn_context *ctx, char *snapshot) {
   const char *now = nn_context_notice(ctx);
-  const bool changed = snapshot && strcmp(snapshot, now) != 0;
+  const char *added = NULL;
+  if (snapshot && strcmp(snapshot, now) != 0) {
+    const size_t kept = strlen(snapshot);
+    added = now;
+    if (kept > 0 && strncmp(now, snapshot, kept) == 0)
+      added = now + kept + strspn(now + kept, "; ");
+  }
   free(snapshot);
-  return changed ? now : NULL;
+  return added && *added ? added : NULL;
 }

@@ -72,8 +72,8 @@ double cli_now(void);
  * cli_new_notice compares with once the library has run, to tell whether
  * it left a note (a fast path it gave up while training). */
 char *cli_notice_snapshot(const nn_context *ctx);
-/* The context's notice when it differs from snapshot, else NULL (also for
- * a NULL snapshot); frees snapshot. */
+/* The notes the context added since snapshot (the library appends them,
+ * "; " between), else NULL (also for a NULL snapshot); frees snapshot. */
 const char *cli_new_notice(const nn_context *ctx, char *snapshot);
 
 #endif

@@ -680,6 +680,19 @@ bool bf16_output_refused() {
   return text && *text && strcmp(text, "0") != 0;
 }
 
+/* What the real heuristic answers CUBLAS_STATUS_INVALID_VALUE to, though
+ * the call is well formed: a product with a dimension of 1 (PyTorch keeps
+ * such products off cuBLASLt for this reason, aten/src/ATen/native/cuda/
+ * Blas.cpp; nvmath-python refuses K = 1 for DRELU/DGELU), and, with
+ * NNEMU_LT_HEURISTIC=invalid-value, every product, so that the callers'
+ * handling of such an answer runs at ordinary shapes too. */
+bool heuristic_says_invalid(const lt_problem &p) {
+  const char *text = getenv("NNEMU_LT_HEURISTIC");
+  if (text && strcmp(text, "invalid-value") == 0)
+    return true;
+  return p.rows == 1 || p.cols == 1 || p.inner == 1;
+}
+
 refusal check_lt_types(const lt_problem &p) {
   if (p.compute != CUBLAS_COMPUTE_32F &&
       p.compute != CUBLAS_COMPUTE_32F_FAST_TF32)
@@ -1671,6 +1684,8 @@ cublasStatus_t cublasLtMatmulAlgoGetHeuristic(
     return refused.status == CUBLAS_STATUS_NOT_SUPPORTED
                ? refused.status
                : reported(what, refused);
+  if (heuristic_says_invalid(problem))
+    return CUBLAS_STATUS_INVALID_VALUE;
   cublasLtMatmulHeuristicResult_t &result = heuristicResultsArray[0];
   std::memset(&result, 0, sizeof result);
   result.algo = make_algorithm(chosen_alignments(*pref, problem));

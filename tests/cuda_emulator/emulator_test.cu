@@ -629,6 +629,49 @@ Test(emulator, the_same_steps_without_the_host_read_end_well, .timeout = 60) {
   cr_assert(ended_well(status), "%s", errors.c_str());
 }
 
+/* A graph replayed after the memory it was captured on has been freed
+ * (what a stale step graph would do): the memory is still in the
+ * quarantine, no access, so the replay faults and the emulator names the
+ * use after free. `free_first` false: the same steps, freeing after the
+ * replay, end well. */
+static void replay_around_a_free(bool free_first) {
+  cudaStream_t stream;
+  cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking);
+  float *x = nullptr;
+  cudaMalloc((void **)&x, 64 * sizeof(float));
+  cudaMemset(x, 0, 64 * sizeof(float));
+  cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal);
+  add_kernel<<<1, 32, 0, stream>>>(x, 1.0f, 64);
+  cudaGraph_t graph = nullptr;
+  cudaStreamEndCapture(stream, &graph);
+  cudaGraphExec_t exec = nullptr;
+  cudaGraphInstantiate(&exec, graph, 0);
+  if (free_first)
+    cudaFree(x); /* the bug: the graph still writes x */
+  cudaGraphLaunch(exec, stream);
+  cudaStreamSynchronize(stream);
+  if (!free_first)
+    cudaFree(x);
+  cudaGraphExecDestroy(exec);
+  cudaGraphDestroy(graph);
+  cudaStreamDestroy(stream);
+}
+
+Test(emulator, a_graph_replayed_on_freed_memory_faults, .timeout = 60) {
+  std::string errors;
+  const int status = run_in_child([] { replay_around_a_free(true); }, &errors);
+  cr_assert(!ended_well(status), "the use after cudaFree went unseen");
+  cr_assert(errors.find("was used after cudaFree released it") !=
+                std::string::npos,
+            "no use-after-free message in: %s", errors.c_str());
+}
+
+Test(emulator, the_same_replay_before_the_free_ends_well, .timeout = 60) {
+  std::string errors;
+  const int status = run_in_child([] { replay_around_a_free(false); }, &errors);
+  cr_assert(ended_well(status), "%s", errors.c_str());
+}
+
 #if defined(__SANITIZE_ADDRESS__)
 /* Device memory takes whole pages for the guard; the tail past an
  * allocation's size stays poisoned, so a kernel that writes one float too

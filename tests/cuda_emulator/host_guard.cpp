@@ -12,6 +12,13 @@
  * where such a bug usually is (reading a result straight from the device
  * buffer). Each allocation takes whole pages for this (runtime.cpp); the
  * tail past its size is poisoned for ASan, so overruns are still caught.
+ *
+ * Memory that cudaFree releases is not handed back at once: it stays
+ * PROT_NONE in a quarantine (the latest NNEMU_QUARANTINE_BYTES of it,
+ * 128 MiB unless set), so that a kernel or a replayed graph still using it
+ * stops with SIGSEGV, named as a use after free — compute-sanitizer
+ * memcheck's finding on a GPU — instead of reading stale bytes that
+ * happen to be right.
  */
 #include "runtime_state.hpp"
 
@@ -20,6 +27,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <deque>
 
 #include <sys/mman.h>
 #include <unistd.h>
@@ -51,6 +59,30 @@ void set_device_closed(bool closed) {
   device_closed = closed;
 }
 
+/* Released device memory, oldest first; memory_mutex held. */
+struct freed_block {
+  uintptr_t start;
+  size_t bytes, pages_bytes;
+};
+std::deque<freed_block> quarantine;
+size_t quarantined_bytes = 0;
+
+void hand_back(const freed_block &block) {
+  if (mprotect((void *)block.start, block.pages_bytes,
+               PROT_READ | PROT_WRITE) != 0)
+    report("host guard: mprotect(%p) failed: %s", (void *)block.start,
+           strerror(errno));
+  free((void *)block.start);
+}
+
+/* The quarantined block holding address, or NULL; memory_mutex held. */
+const freed_block *find_freed(uintptr_t address) {
+  for (const freed_block &block : quarantine)
+    if (address >= block.start && address < block.start + block.pages_bytes)
+      return &block;
+  return nullptr;
+}
+
 struct sigaction earlier_segv_action;
 
 /* A fault: named when it is in device memory, then handed to whoever
@@ -59,9 +91,23 @@ void on_segv(int, siginfo_t *info, void *) {
   const uintptr_t address = (uintptr_t)info->si_addr;
   uintptr_t start = 0;
   const allocation *block = nullptr;
+  freed_block freed = {0, 0, 0};
   if (memory_mutex.try_lock()) {
     block = find_allocation((const void *)address, 0, &start);
+    if (const freed_block *found = find_freed(address))
+      freed = *found;
     memory_mutex.unlock();
+  }
+  if (freed.start) {
+    char text[320];
+    const int length = snprintf(
+        text, sizeof text,
+        "nn CUDA emulator: device memory at %p was used after cudaFree "
+        "released it (the %zu-byte allocation at %p): on a GPU, "
+        "compute-sanitizer memcheck's error. The stack follows.\n",
+        (void *)address, freed.bytes, (void *)freed.start);
+    if (length > 0 && write(STDERR_FILENO, text, (size_t)length) < 0)
+      _exit(1);
   }
   if (block && !block->pinned) {
     char text[320];
@@ -82,6 +128,19 @@ void on_segv(int, siginfo_t *info, void *) {
 
 void open_allocation(uintptr_t start, const allocation &block) {
   set_protection(start, block, false);
+}
+
+void quarantine_allocation(uintptr_t start, const allocation &block) {
+  static const size_t budget =
+      setting("NNEMU_QUARANTINE_BYTES", (size_t)128 << 20);
+  set_protection(start, block, true);
+  quarantine.push_back({start, block.bytes, block.pages_bytes});
+  quarantined_bytes += block.pages_bytes;
+  while (quarantined_bytes > budget) {
+    hand_back(quarantine.front());
+    quarantined_bytes -= quarantine.front().pages_bytes;
+    quarantine.pop_front();
+  }
 }
 
 bool host_guarded() {
@@ -144,6 +203,11 @@ void install_host_guard() {
       std::lock_guard<std::mutex> lock(guard_mutex);
       set_device_closed(false);
       operations_running = 1; /* stays open */
+      std::lock_guard<std::mutex> memory(memory_mutex);
+      for (const freed_block &block : quarantine)
+        hand_back(block);
+      quarantine.clear();
+      quarantined_bytes = 0;
     });
   });
 }

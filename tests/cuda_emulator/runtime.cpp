@@ -607,8 +607,12 @@ static cudaError_t release(void *memory, bool pinned, const char *call) {
 #endif
   }
   forget_accesses_in(memory, found->second.bytes);
+  const allocation block = found->second;
   allocations.erase(found);
-  free(memory);
+  if (!pinned && host_guarded())
+    quarantine_allocation((uintptr_t)memory, block);
+  else
+    free(memory);
   return result(cudaSuccess);
 }
 

@@ -76,6 +76,10 @@ bool host_guarded();
 extern std::mutex guard_mutex;
 /* Opens a device allocation (to be freed); guard_mutex held. */
 void open_allocation(uintptr_t start, const allocation &block);
+/* Takes a released device allocation, out of the table, instead of free():
+ * PROT_NONE until later releases push it out; guard_mutex and
+ * memory_mutex held. */
+void quarantine_allocation(uintptr_t start, const allocation &block);
 /* Stream work starts (device memory opens) or ends. */
 void enter_device();
 void leave_device();
