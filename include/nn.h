@@ -16,7 +16,12 @@
  * The library never prints, never exits, and keeps no global mutable state:
  * all state lives in a context and the objects made from it. A context and
  * its objects may be used by one thread at a time; separate contexts may be
- * used from separate threads concurrently.
+ * used from separate threads concurrently. A CUDA context captures its
+ * training steps into graphs in cudaStreamCaptureModeThreadLocal, and makes
+ * ordinary synchronising CUDA calls: code elsewhere in the process that
+ * captures a graph in cudaStreamCaptureModeGlobal (PyTorch's default) must
+ * not do so while an nn call runs: CUDA would refuse nn's calls (nn
+ * returns those as errors) and invalidate that capture.
  *
  * Naming: nanomsg (linked by Criterion) exports many nn_* symbols
  * (nn_socket, nn_close, nn_init, nn_free, nn_device, ...). Every symbol here

@@ -8,6 +8,7 @@
  */
 #include <criterion/criterion.h>
 
+#include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <cstdint>
@@ -577,7 +578,6 @@ template <class Body> static int run_in_child(Body body, std::string *errors) {
   cr_assert_neq(child, -1);
   if (child == 0) {
     dup2(channel[1], STDERR_FILENO);
-    close(channel[0]);
     body();
     _exit(0);
   }
@@ -629,11 +629,34 @@ Test(emulator, the_same_steps_without_the_host_read_end_well, .timeout = 60) {
   cr_assert(ended_well(status), "%s", errors.c_str());
 }
 
+/* Memory cudaFree released stays out of reach (the quarantine), and the
+ * system says so without a crash: write(2) from it fails with EFAULT.
+ * Without the quarantine the write would succeed (or, under ASan, be
+ * reported as the use after free it is). */
+Test(emulator, freed_device_memory_stays_out_of_reach) {
+  float *x = nullptr;
+  cr_assert_eq(cudaMalloc((void **)&x, 64 * sizeof(float)), cudaSuccess);
+  cudaMemset(x, 0, 64 * sizeof(float));
+  cr_assert_eq(cudaDeviceSynchronize(), cudaSuccess);
+  cr_assert_eq(cudaFree(x), cudaSuccess);
+  int channel[2];
+  cr_assert_eq(pipe(channel), 0);
+  errno = 0;
+  const ssize_t written = write(channel[1], x, sizeof(float));
+  const int error = errno;
+  close(channel[0]);
+  close(channel[1]);
+  cr_assert_eq(written, -1, "freed device memory could be read");
+  cr_assert_eq(error, EFAULT);
+}
+
+#if !defined(__SANITIZE_ADDRESS__)
 /* A graph replayed after the memory it was captured on has been freed
  * (what a stale step graph would do): the memory is still in the
  * quarantine, no access, so the replay faults and the emulator names the
  * use after free. `free_first` false: the same steps, freeing after the
- * replay, end well. */
+ * replay, end well. Not under ASan: a forked child dying of its report
+ * there made Criterion's runner leak (as below), every run. */
 static void replay_around_a_free(bool free_first) {
   cudaStream_t stream;
   cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking);
@@ -671,6 +694,7 @@ Test(emulator, the_same_replay_before_the_free_ends_well, .timeout = 60) {
   const int status = run_in_child([] { replay_around_a_free(false); }, &errors);
   cr_assert(ended_well(status), "%s", errors.c_str());
 }
+#endif
 
 #if defined(__SANITIZE_ADDRESS__)
 /* Device memory takes whole pages for the guard; the tail past an
