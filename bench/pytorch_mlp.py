@@ -26,6 +26,7 @@ import re
 import statistics
 import subprocess
 import sys
+import traceback
 import tempfile
 import time
 
@@ -994,7 +995,19 @@ def main(argv):
     except UsageError as error:
         print(f"{PROGRAM}: {error}", file=sys.stderr)
         return EXIT_USAGE
-    record = build_record(args, device, measure(args, device))
+    try:
+        measurement = measure(args, device)
+    except Exception as error:  # noqa: BLE001 — any failure of the run
+        # The traceback for the record, then a last line that names the
+        # failure: CUDA's and torch.compile's own last lines are advice
+        # ("Compile with TORCH_USE_CUDA_DSA ..."), which bench/compare
+        # would otherwise take for the reason.
+        traceback.print_exc()
+        first = (str(error).strip().splitlines() or [""])[0]
+        print(f"{PROGRAM}: --mode {args.mode} failed: "
+              f"{type(error).__name__}: {first}", file=sys.stderr)
+        return EXIT_FAILURE
+    record = build_record(args, device, measurement)
     print_table(record)
     if args.json:
         try:

@@ -97,6 +97,27 @@ names = [entry["name"] for entry in document["configurations"]]
 sys.exit(0 if names == ["tiny"] and document["configurations"][0]["runs"]["nn"]["ok"] else 1)' \
   partial.json || fail "partial.json does not hold the finished tiny run: $(cat partial.json)"
 
+echo "== a failed run keeps its stderr's tail and its time in compare's record"
+# A stand-in nnbench that fails as a CUDA error does: the message first,
+# then a line of advice, which is the last line compare shows.
+cat >failing-nnbench <<'STANDIN'
+#!/usr/bin/env bash
+echo "Traceback-like context: cudaErrorIllegalAddress in the step" >&2
+echo "Compile with TORCH_USE_CUDA_DSA to enable device-side assertions." >&2
+exit 1
+STANDIN
+chmod +x failing-nnbench
+expect 1 "failed: exit 1: Compile with TORCH_USE_CUDA_DSA" -- env PYTHONPATH="$work/no-torch" \
+  "${compare[@]}" --nnbench "$work/failing-nnbench" --device cpu --configs tiny \
+  --pytorch-mode none --json failed.json
+checks=$((checks + 1))
+python3 -c 'import json, sys
+run = json.load(open(sys.argv[1]))["configurations"][0]["runs"]["nn"]
+tail = run.get("stderr_tail", [])
+sys.exit(0 if not run["ok"] and run["seconds"] >= 0
+         and any("cudaErrorIllegalAddress" in line for line in tail) else 1)' \
+  failed.json || fail "failed.json lacks the run's stderr tail or time: $(cat failed.json)"
+
 echo "== compare's targets: at least (speed-ups), at most (the large step / floor)"
 checks=$((checks + 1))
 python3 - "$bench/compare" <<'PY' || fail "compare judges its targets wrongly (above)"
@@ -144,6 +165,25 @@ if ! "$python" -c 'import torch' 2>/dev/null; then
   finish
   exit
 fi
+
+echo "== pytorch_mlp: a run that fails ends with a line naming the failure"
+# measure() made to fail as CUDA fails: its own last line is advice; the
+# script prints the traceback, then a line of its own that names the error.
+checks=$((checks + 1))
+"$python" - "$bench/pytorch_mlp.py" >failure.out 2>&1 <<'PY'
+import importlib.machinery, sys
+script = importlib.machinery.SourceFileLoader("pytorch_mlp", sys.argv[1]).load_module()
+def failing_measure(args, device):
+    raise RuntimeError("CUDA error: an illegal memory access was encountered\n"
+                       "Compile with TORCH_USE_CUDA_DSA to enable device-side assertions.")
+script.measure = failing_measure
+sys.exit(script.main(["--device", "cpu", "--layers", "4,3,2", "--batch", "2"]))
+PY
+status=$?
+last=$(grep -v '^$' failure.out | tail -n 1)
+[ "$status" -eq 1 ] && grep -q "^Traceback" failure.out &&
+  [ "$last" = "pytorch_mlp: --mode eager failed: RuntimeError: CUDA error: an illegal memory access was encountered" ] ||
+  fail "a failed measurement: exit $status, last line \"$last\" ($(cat failure.out))"
 
 echo "== pytorch_mlp: the small preset on the CPU, with a record"
 expect 1 "--json: cannot write missing/out.json" -- "${pytorch[@]}" --device cpu \
