@@ -9,11 +9,15 @@
  * accepted and changes nothing. GPU tests skip without a CUDA device.
  *
  * Tolerances, ||x_fused − x_plain|| / ||x_plain|| over a whole output or
- * gradient: in fp32 and tf32 the same operands are rounded the same way on
- * both paths, so the difference is the order of the sums inside the
- * products and the db reduction (a few fp32 roundoffs, 1e-5), plus with
- * TF32 tensor-core kernels of different blocking (1e-3). In bf16 the fused
- * products hand over in bf16 (cuda/dense.c), so they also round what the
+ * gradient: in fp32 and tf32 the products' operands are rounded the same
+ * way on both paths, so for the ReLU layers the difference is the order of
+ * the sums inside the products and the db reduction (a few fp32 roundoffs,
+ * 1e-5), plus with TF32 tensor-core kernels of different blocking (1e-3).
+ * The GELU epilogue computes its own tanh, which on a GPU may be a fast one
+ * (about 2^-11 relative; cuBLASLt does not say, and the emulator's is
+ * exact): with that layer fused, an 11-bit tanh moves Ŷ by 8e-5 (measured
+ * with the emulator's tanh so rounded), so fp32 allows 1e-3 then. In bf16 the
+ * fused products hand over in bf16 (cuda/dense.c), so they also round what the
  * plain path keeps in fp32: the GELU input the backward product reads and
  * db (2^-9 relative each). Measured on the emulator: 3.1e-3 at most, 4e-4
  * with the GELU layer handing over in fp32; 1e-2 leaves room for the
@@ -234,7 +238,10 @@ Test(fusion, fused_passes_match_the_plain_path) {
       char what[64];
       snprintf(what, sizeof what, "%s, m = %zu",
                nn_precision_name((nn_precision)p), batches[b]);
-      assert_close_passes(&fused, &plain, batches[b], tolerances[p], what);
+      /* The GELU layer's epilogue tanh: see the top of the file. */
+      const double tolerance =
+          fused.fused[2] && tolerances[p] < 1e-3 ? 1e-3 : tolerances[p];
+      assert_close_passes(&fused, &plain, batches[b], tolerance, what);
       cr_assert_str_eq(nn_context_notice(ctx), "", "%s: a note", what);
       free_pass(&fused);
       free_pass(&plain);
