@@ -12,10 +12,9 @@
 
 /* Z (n × m, column-major, count = n·m) += b (n) broadcast over columns, in
  * place; A (n × m) = g(Z). One thread per element, grid-stride. */
-static __global__ void bias_activation_kernel(float *z, float *a,
-                                              const float *bias, size_t n,
-                                              size_t count,
-                                              nn_activation activation) {
+static __global__ void NNLIB_GRID_STRIDE_BOUNDS
+bias_activation_kernel(float *z, float *a, const float *bias, size_t n,
+                       size_t count, nn_activation activation) {
   NNLIB_GRID_STRIDE_CELLS(cell, n, count) {
     const size_t k = cell.index;
     float value = z[k] + bias[cell.row];
@@ -57,11 +56,10 @@ static __global__ void softmax_kernel(float *z, float *a, const float *bias,
 /* dZ = dA · g'(Z) in place over count = n·m elements, after dA *= mask when
  * the layer has dropout (mask non-NULL, of 0 or 1/keep). With dropout,
  * A = g(Z)·mask, so g is recomputed from Z for g'. One thread per element. */
-static __global__ void activation_backward_kernel(float *da_dz, const float *z,
-                                                  const float *a,
-                                                  const float *mask,
-                                                  nn_activation activation,
-                                                  size_t count) {
+static __global__ void NNLIB_GRID_STRIDE_BOUNDS
+activation_backward_kernel(float *da_dz, const float *z, const float *a,
+                           const float *mask, nn_activation activation,
+                           size_t count) {
   NNLIB_GRID_STRIDE_LOOP(k, count) {
     float da = mask ? da_dz[k] * mask[k] : da_dz[k];
     float g = mask ? nnlib_activate(activation, z[k]) : a[k];
@@ -71,8 +69,9 @@ static __global__ void activation_backward_kernel(float *da_dz, const float *z,
 
 /* dZ[L] (count = n·m) = A[L] - Y: the gradient of every output+loss pair
  * (sigmoid+BCE, softmax+CE, linear+½SE) with respect to Z[L]. */
-static __global__ void output_gradient_kernel(float *dz, const float *a,
-                                              const float *y, size_t count) {
+static __global__ void NNLIB_GRID_STRIDE_BOUNDS
+output_gradient_kernel(float *dz, const float *a, const float *y,
+                       size_t count) {
   NNLIB_GRID_STRIDE_LOOP(k, count) {
     dz[k] = a[k] - y[k];
   }

@@ -42,8 +42,9 @@ extern "C" {
  * most NNLIB_CUDA_BLOCKS_PER_SM blocks per multiprocessor of the device and
  * never more than NNLIB_CUDA_MAX_BLOCKS, and loop over the rest,
  * grid-stride. 32 per SM is 4 whole waves: each kernel uses at most 32
- * registers a thread on sm_90 (ptxas -v), so 8 blocks of 256 are resident
- * on an SM at once, and every block has the same share of the work. With
+ * registers a thread on sm_90 (ptxas -v; NNLIB_GRID_STRIDE_BOUNDS holds
+ * ptxas to it), so 8 blocks of 256 are resident on an SM at once, and
+ * every block has the same share of the work. With
  * fewer threads than cells, a thread amortizes over several what it
  * works out once (NNLIB_GRID_STRIDE_CELLS); and the emulator's 2 SMs give
  * 64 blocks, so its tests walk the grid-stride loops. */

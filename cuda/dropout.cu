@@ -9,8 +9,9 @@
 /* mask (count = n·m) holds u ~ U(0, 1] on entry and (u < keep) / keep on
  * exit; A (count) *= mask. keep and kept_scale = 1/keep come from the host,
  * rounded as the CPU rounds them. */
-static __global__ void dropout_kernel(float *mask, float *a, float keep,
-                                      float kept_scale, size_t count) {
+static __global__ void NNLIB_GRID_STRIDE_BOUNDS
+dropout_kernel(float *mask, float *a, float keep, float kept_scale,
+               size_t count) {
   NNLIB_GRID_STRIDE_LOOP(k, count) {
     float scale = mask[k] < keep ? kept_scale : 0.0f;
     mask[k] = scale;

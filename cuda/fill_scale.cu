@@ -5,15 +5,16 @@
 #include "kernel_common.cuh"
 
 /* dst (count) = value. */
-static __global__ void fill_kernel(float *dst, float value, size_t count) {
+static __global__ void NNLIB_GRID_STRIDE_BOUNDS
+fill_kernel(float *dst, float value, size_t count) {
   NNLIB_GRID_STRIDE_LOOP(k, count) {
     dst[k] = value;
   }
 }
 
 /* dst (count) = alpha · src (count); dst may be src. */
-static __global__ void scale_kernel(float *dst, const float *src, float alpha,
-                                    size_t count) {
+static __global__ void NNLIB_GRID_STRIDE_BOUNDS
+scale_kernel(float *dst, const float *src, float alpha, size_t count) {
   NNLIB_GRID_STRIDE_LOOP(k, count) {
     dst[k] = alpha * src[k];
   }

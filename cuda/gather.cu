@@ -30,12 +30,11 @@ static __device__ __forceinline__ void store(void *dst, bool bf16, size_t index,
  * grid-stride, taken column by column of the stacked (x_rows + y_rows) ×
  * count: consecutive threads copy consecutive rows of one column
  * (coalesced both ways). */
-static __global__ void gather_columns_kernel(void *x_dst, const float *x_src,
-                                             size_t x_rows, bool x_bf16,
-                                             void *y_dst, const float *y_src,
-                                             size_t y_rows, bool y_bf16,
-                                             const uint64_t *indices,
-                                             size_t count) {
+static __global__ void NNLIB_GRID_STRIDE_BOUNDS
+gather_columns_kernel(void *x_dst, const float *x_src, size_t x_rows,
+                      bool x_bf16, void *y_dst, const float *y_src,
+                      size_t y_rows, bool y_bf16, const uint64_t *indices,
+                      size_t count) {
   const size_t rows = x_rows + y_rows;
   NNLIB_GRID_STRIDE_CELLS(cell, rows, rows * count) {
     const size_t column = cell.column, row = cell.row;

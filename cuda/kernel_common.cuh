@@ -11,6 +11,15 @@
 
 #include "cuda_backend.h"
 
+/* What the kernels launched with nnlib_cuda_blocks promise ptxas: blocks
+ * of NNLIB_CUDA_THREADS, NNLIB_CUDA_RESIDENT_BLOCKS of them resident on an
+ * SM at once — at most 32 registers a thread, which the launch shape's
+ * whole waves rest on (cuda_backend.h). One register more would now spill
+ * (ptxas -v says so) rather than quietly cost a wave. */
+#define NNLIB_CUDA_RESIDENT_BLOCKS 8
+#define NNLIB_GRID_STRIDE_BOUNDS                                               \
+  __launch_bounds__(NNLIB_CUDA_THREADS, NNLIB_CUDA_RESIDENT_BLOCKS)
+
 /* index runs over 0..count-1, each thread taking every
  * (gridDim.x · blockDim.x)-th element. */
 #define NNLIB_GRID_STRIDE_LOOP(index, count)                                   \

@@ -24,7 +24,7 @@ static __global__ void stage_constants_kernel(nnlib_update_constants constants,
  * constants; then, in bf16, the new parameter rounded into the copy. A
  * moment the optimizer does not use may be NULL (never allocated), and so
  * is the copy in fp32 and tf32. */
-static __global__ void
+static __global__ void NNLIB_GRID_STRIDE_BOUNDS
 optimizer_kernel(const nnlib_update_constants *staged, float *parameters,
                  const float *gradients, float *first_moment,
                  float *second_moment, __nv_bfloat16 *bf16_parameters,

@@ -10,8 +10,8 @@
 #include <cuda_bf16.h>
 
 /* dst (count, bf16) = round-to-nearest-even(src (count, fp32)). */
-static __global__ void to_bf16_kernel(const float *src, __nv_bfloat16 *dst,
-                                      size_t count) {
+static __global__ void NNLIB_GRID_STRIDE_BOUNDS
+to_bf16_kernel(const float *src, __nv_bfloat16 *dst, size_t count) {
   NNLIB_GRID_STRIDE_LOOP(k, count) {
     dst[k] = __float2bfloat16_rn(src[k]);
   }
@@ -38,8 +38,8 @@ extern "C" nn_status nnlib_cuda_to_bf16_op(nnlib_backend *backend,
 
 /* dst (count, fp32) = src (count, bf16): the bias gradient a fused bf16
  * product summed, into the gradient arena. */
-static __global__ void from_bf16_kernel(float *dst, const __nv_bfloat16 *src,
-                                        size_t count) {
+static __global__ void NNLIB_GRID_STRIDE_BOUNDS
+from_bf16_kernel(float *dst, const __nv_bfloat16 *src, size_t count) {
   NNLIB_GRID_STRIDE_LOOP(k, count) {
     dst[k] = __bfloat162float(src[k]);
   }

@@ -61,9 +61,9 @@ static __global__ void column_sum_kernel(const float *dz, size_t n, size_t m,
 
 /* db (n) from partials (chunks × n): row i adds its chunks' sums in chunk
  * order. One thread per row, grid-stride. */
-static __global__ void column_sum_finish_kernel(const double *partials,
-                                                size_t n, unsigned chunks,
-                                                float *db, float inverse_m) {
+static __global__ void NNLIB_GRID_STRIDE_BOUNDS
+column_sum_finish_kernel(const double *partials, size_t n, unsigned chunks,
+                         float *db, float inverse_m) {
   NNLIB_GRID_STRIDE_LOOP(row, n) {
     double total = 0.0;
     for (unsigned chunk = 0; chunk < chunks; chunk++)
