@@ -57,16 +57,19 @@ void nnlib_note(nn_context *ctx, const char *format, ...) {
   va_end(args);
   char *notice = ctx->notice;
   const size_t used = strlen(notice);
+  /* The mark is "; (later notes left out)", or without "; " when the
+   * first note did not fit. */
+  const char *mark = NNLIB_NOTICE_FULL + 2;
   const size_t full_length = strlen(NNLIB_NOTICE_FULL);
-  const bool full = used >= full_length &&
-                    strcmp(notice + used - full_length, NNLIB_NOTICE_FULL) == 0;
+  const bool full =
+      used >= strlen(mark) && strcmp(notice + used - strlen(mark), mark) == 0;
   if (!note[0] || full || strstr(notice, note))
     return;
   /* Room is kept for the mark that notes were left out. */
   if (!append_note(notice, used, sizeof ctx->notice - full_length,
                    used ? "; " : "", note))
     snprintf(notice + used, sizeof ctx->notice - used, "%s",
-             used ? NNLIB_NOTICE_FULL : NNLIB_NOTICE_FULL + 2);
+             used ? NNLIB_NOTICE_FULL : mark);
 }
 
 bool nnlib_checked_mul(size_t a, size_t b, size_t *out) {

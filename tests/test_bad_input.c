@@ -209,6 +209,15 @@ Test(bad_input, notes_add_up_and_the_first_are_kept) {
                    NNLIB_NOTICE_FULL);
   nnlib_note(ctx, "after it filled");
   cr_assert_eq(strlen(nn_context_notice(ctx)), length, "a full notice grew");
+
+  /* A first note too long to keep: the mark alone, and nothing after it. */
+  ctx->notice[0] = '\0';
+  static char huge[NNLIB_NOTICE_CAPACITY + 100];
+  memset(huge, 'y', sizeof huge - 1);
+  nnlib_note(ctx, "%s", huge);
+  cr_assert_str_eq(nn_context_notice(ctx), NNLIB_NOTICE_FULL + 2);
+  nnlib_note(ctx, "short");
+  cr_assert_str_eq(nn_context_notice(ctx), NNLIB_NOTICE_FULL + 2);
   nn_context_destroy(ctx);
 }
 
