@@ -41,15 +41,17 @@ extern "C" {
 /* Threads per block of the elementwise kernels. They are launched with at
  * most NNLIB_CUDA_BLOCKS_PER_SM blocks per multiprocessor of the device and
  * never more than NNLIB_CUDA_MAX_BLOCKS, and loop over the rest,
- * grid-stride. 32 per SM is 4 whole waves: each kernel uses at most 32
- * registers a thread on sm_90 (ptxas -v; NNLIB_GRID_STRIDE_BOUNDS holds
- * ptxas to it), so 8 blocks of 256 are resident on an SM at once, and
- * every block has the same share of the work. With
- * fewer threads than cells, a thread amortizes over several what it
+ * grid-stride. That is NNLIB_CUDA_WAVES whole waves: each kernel uses at
+ * most 32 registers a thread (NNLIB_GRID_STRIDE_BOUNDS holds ptxas to it),
+ * so NNLIB_CUDA_RESIDENT_BLOCKS blocks of 256 are resident on an SM at
+ * once, and every block has the same share of the work. With fewer threads
+ * than cells, a thread amortizes over several what it
  * works out once (NNLIB_GRID_STRIDE_CELLS); and the emulator's 2 SMs give
  * 64 blocks, so its tests walk the grid-stride loops. */
 #define NNLIB_CUDA_THREADS 256
-#define NNLIB_CUDA_BLOCKS_PER_SM 32
+#define NNLIB_CUDA_RESIDENT_BLOCKS 8
+#define NNLIB_CUDA_WAVES 4
+#define NNLIB_CUDA_BLOCKS_PER_SM (NNLIB_CUDA_WAVES * NNLIB_CUDA_RESIDENT_BLOCKS)
 #define NNLIB_CUDA_MAX_BLOCKS 32768
 
 typedef struct nnlib_lt_cache nnlib_lt_cache;

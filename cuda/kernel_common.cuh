@@ -16,7 +16,6 @@
  * SM at once — at most 32 registers a thread, which the launch shape's
  * whole waves rest on (cuda_backend.h). One register more would now spill
  * (ptxas -v says so) rather than quietly cost a wave. */
-#define NNLIB_CUDA_RESIDENT_BLOCKS 8
 #define NNLIB_GRID_STRIDE_BOUNDS                                               \
   __launch_bounds__(NNLIB_CUDA_THREADS, NNLIB_CUDA_RESIDENT_BLOCKS)
 

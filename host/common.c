@@ -38,7 +38,8 @@ nn_status nnlib_fail(nn_context *ctx, nn_status status, const char *call,
   return status;
 }
 
-/* Appends text to the notice, which has used characters, if it fits. */
+/* Appends separator and text to the notice, which has used characters,
+ * if both fit within capacity. */
 static bool append_note(char *notice, size_t used, size_t capacity,
                         const char *separator, const char *text) {
   if (used + strlen(separator) + strlen(text) >= capacity)
@@ -56,20 +57,16 @@ void nnlib_note(nn_context *ctx, const char *format, ...) {
   vsnprintf(note, sizeof note, format, args);
   va_end(args);
   char *notice = ctx->notice;
-  const size_t used = strlen(notice);
-  /* The mark is "; (later notes left out)", or without "; " when the
-   * first note did not fit. */
-  const char *mark = NNLIB_NOTICE_FULL + 2;
-  const size_t full_length = strlen(NNLIB_NOTICE_FULL);
+  const size_t used = strlen(notice), mark = strlen(NNLIB_NOTICE_FULL);
   const bool full =
-      used >= strlen(mark) && strcmp(notice + used - strlen(mark), mark) == 0;
+      used >= mark && strcmp(notice + used - mark, NNLIB_NOTICE_FULL) == 0;
   if (!note[0] || full || strstr(notice, note))
     return;
-  /* Room is kept for the mark that notes were left out. */
-  if (!append_note(notice, used, sizeof ctx->notice - full_length,
-                   used ? "; " : "", note))
-    snprintf(notice + used, sizeof ctx->notice - used, "%s",
-             used ? NNLIB_NOTICE_FULL : mark);
+  /* Room is kept for the mark (and its separator). */
+  const char *separator = used ? "; " : "";
+  if (!append_note(notice, used, sizeof ctx->notice - (2 + mark), separator,
+                   note))
+    append_note(notice, used, sizeof ctx->notice, separator, NNLIB_NOTICE_FULL);
 }
 
 bool nnlib_checked_mul(size_t a, size_t b, size_t *out) {

@@ -57,7 +57,7 @@ nn_status nnlib_fail(nn_context *ctx, nn_status status, const char *call,
 void nnlib_note(nn_context *ctx, const char *format, ...)
     __attribute__((format(printf, 2, 3)));
 
-#define NNLIB_NOTICE_FULL "; (later notes left out)"
+#define NNLIB_NOTICE_FULL "(later notes left out)"
 
 /* Multiplies a * b into *out; false on size_t overflow. */
 bool nnlib_checked_mul(size_t a, size_t b, size_t *out);
