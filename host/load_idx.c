@@ -1,11 +1,13 @@
 /*
  * load_idx.c — IDX files (MNIST, Fashion-MNIST): the bytes 0 0 <type>
  * <rank>, rank big-endian uint32 dimensions, then the elements big-endian
- * in C order. Read through zlib, so foo-ubyte and foo-ubyte.gz both work.
+ * in C order. Read through zlib, so foo-ubyte and foo-ubyte.gz both work
+ * (a .gz of one member is inflated whole by libdeflate first: load_gzip.c).
  */
 #include "load_tensor.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define HEADER_BYTES 4
@@ -95,6 +97,15 @@ nn_status nnlib_idx_read(nnlib_source *source, nnlib_tensor *out) {
 
 nn_status nnlib_idx_load(nn_context *ctx, const char *call, const char *path,
                          nnlib_tensor *out) {
+  unsigned char *inflated = NULL;
+  size_t inflated_size = 0;
+  if (nnlib_gzip_inflate_file(path, &inflated, &inflated_size)) {
+    const nnlib_bytes bytes = {inflated, inflated_size};
+    nnlib_source source = nnlib_source_from_memory(ctx, call, path, &bytes);
+    nn_status status = nnlib_idx_read(&source, out);
+    free(inflated);
+    return status;
+  }
   errno = 0;
   gzFile file = gzopen(path, "rbe");
   if (!file)

@@ -98,6 +98,27 @@ nnlib_source nnlib_source_from_file(nn_context *ctx, const char *call,
 nnlib_source nnlib_source_from_gz(nn_context *ctx, const char *call,
                                   const char *name, gzFile file);
 
+/* Bytes in memory (a file inflated whole), read by a source over them. */
+typedef struct nnlib_bytes {
+  const unsigned char *data;
+  size_t size;
+} nnlib_bytes;
+
+nnlib_source nnlib_source_from_memory(nn_context *ctx, const char *call,
+                                      const char *name,
+                                      const nnlib_bytes *bytes);
+
+/* The fast path for gzip files (load_gzip.c): in, one gzip member, inflated
+ * whole into *out (malloc'd, out_size bytes). False, with *out NULL, for
+ * anything else — not gzip, several members, corrupt, over 4 GiB, out of
+ * memory — which the caller then streams through zlib, whose errors name
+ * what is wrong. */
+bool nnlib_gzip_inflate(const unsigned char *in, size_t in_size,
+                        unsigned char **out, size_t *out_size);
+/* The same for the file at path (false too if it cannot be opened). */
+bool nnlib_gzip_inflate_file(const char *path, unsigned char **out,
+                             size_t *out_size);
+
 /* Reads exactly size bytes of `what` ("header", "shape") or fails with
  * NN_ERROR_FORMAT: "truncated". */
 nn_status nnlib_source_read_exact(nnlib_source *source, void *buffer,
@@ -116,9 +137,11 @@ void nnlib_swap_bytes(void *data, size_t count, size_t size);
 /* Parsers, one per format                                                   */
 /* ------------------------------------------------------------------------ */
 
-/* IDX (big-endian; magic 0 0 type rank) from a gzip or plain stream. */
+/* IDX (big-endian; magic 0 0 type rank) from a gzip, plain or memory
+ * source. */
 nn_status nnlib_idx_read(nnlib_source *source, nnlib_tensor *out);
-/* Opens path (plain or .gz) and reads it: NN_ERROR_IO if unreadable. */
+/* Opens path (plain or .gz; a .gz of one member is inflated whole, the
+ * rest streamed) and reads it: NN_ERROR_IO if unreadable. */
 nn_status nnlib_idx_load(nn_context *ctx, const char *call, const char *path,
                          nnlib_tensor *out);
 

@@ -7,6 +7,7 @@
  * unchecked header or print (libhdf5 would, unless silenced).
  */
 #include "load_files.h"
+#include "load_tensor.h" /* nnlib_gzip_inflate: the fast path alone */
 
 #include <criterion/redirect.h>
 #include <math.h>
@@ -171,11 +172,62 @@ Test(loader_errors, idx_corrupt_gzip) {
   const char *path = write_bytes("cut.gz", bytes, size / 2);
   EXPECT_LOAD(ctx, path, NULL, NULL, NN_ERROR_FORMAT, "cut.gz",
               "the gzip stream is truncated");
+  bytes[size - 4] ^= 0x01; /* the trailer's uncompressed size */
+  path = write_bytes("isize.gz", bytes, size);
+  EXPECT_LOAD(ctx, path, NULL, NULL, NN_ERROR_FORMAT, "isize.gz",
+              "corrupt gzip data");
+  bytes[size - 4] ^= 0x01;
   bytes[size - 8] ^= 0x5A; /* the CRC-32 of the trailer */
   path = write_bytes("crc.gz", bytes, size);
   EXPECT_LOAD(ctx, path, NULL, NULL, NN_ERROR_FORMAT, "crc.gz",
               "corrupt gzip data");
   nn_context_destroy(ctx);
+}
+
+/* The whole-file inflate (load_gzip.c) takes exactly one intact gzip
+ * member and refuses the rest, leaving them to zlib's stream (whose
+ * messages the test above checks): a refusal has no output. */
+static void expect_refused(const unsigned char *bytes, size_t size,
+                           const char *what) {
+  unsigned char *out = (unsigned char *)"untouched";
+  size_t out_size = 1;
+  cr_expect_not(nnlib_gzip_inflate(bytes, size, &out, &out_size),
+                "%s was inflated", what);
+  cr_expect_null(out, "%s: output left behind", what);
+  cr_expect_eq(out_size, 0, "%s: size left behind", what);
+}
+
+Test(loader_errors, gzip_inflated_whole_only_when_intact) {
+  const uint32_t dims[] = {3, 6};
+  size_t image_size, size, two_size;
+  unsigned char *image = idx_image(0x08, 2, dims, pixels, 1, &image_size);
+  unsigned char *bytes =
+      read_back(write_gz("one.gz", image, image_size), &size);
+  unsigned char *two =
+      read_back(write_gz_members("two.gz", image, image_size, 5), &two_size);
+  unsigned char *out = NULL;
+  size_t out_size = 0;
+  cr_assert(nnlib_gzip_inflate(bytes, size, &out, &out_size));
+  cr_assert_eq(out_size, image_size);
+  cr_assert_arr_eq(out, image, image_size);
+  free(out);
+  expect_refused(bytes, size - 1, "a stream cut by a byte");
+  expect_refused(bytes, size / 2, "half a stream");
+  expect_refused(two, two_size, "two members");
+  expect_refused(image, image_size, "a plain IDX image");
+  expect_refused(bytes, 0, "nothing");
+  unsigned char isize[4];
+  memcpy(isize, bytes + size - 4, 4);
+  bytes[size - 4] ^= 0x01;
+  expect_refused(bytes, size, "a wrong uncompressed size");
+  memset(bytes + size - 4, 0xff, 4); /* 4 GiB − 1 from 60-odd bytes */
+  expect_refused(bytes, size, "a size deflate cannot reach");
+  memcpy(bytes + size - 4, isize, 4);
+  bytes[size - 8] ^= 0x5A;
+  expect_refused(bytes, size, "a wrong CRC-32");
+  free(two);
+  free(bytes);
+  free(image);
 }
 
 /* ------------------------------------------------------------------------ */

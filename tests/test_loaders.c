@@ -7,6 +7,7 @@
  * Fashion-MNIST.
  */
 #include "load_files.h"
+#include "load_tensor.h" /* nnlib_gzip_inflate_file */
 
 TestSuite(loaders, .init = load_files_setup, .fini = load_files_teardown);
 
@@ -63,6 +64,44 @@ Test(loaders, idx_ubyte_images_plain_and_gzip) {
   check_idx_images(ctx, false, false);
   check_idx_images(ctx, true, true);
   check_idx_images(ctx, true, false);
+  nn_context_destroy(ctx);
+}
+
+/* A .gz of one gzip member is inflated whole (libdeflate, load_gzip.c);
+ * anything else, such as two members one after the other, streams through
+ * zlib. Each gives the plain file's values. */
+Test(loaders, idx_gzip_inflated_whole_or_streamed_alike) {
+  nn_context *ctx = support_cpu_context();
+  const uint32_t dims[] = {3, 2, 3};
+  size_t size;
+  unsigned char *image = idx_image(0x08, 3, dims, idx_pixels, 1, &size);
+  char plain[512], one[512], two[512];
+  snprintf(plain, sizeof plain, "%s", write_bytes("plain", image, size));
+  snprintf(one, sizeof one, "%s", write_gz("one-member.gz", image, size));
+  snprintf(two, sizeof two, "%s",
+           write_gz_members("two-members.gz", image, size, 7));
+  unsigned char *inflated = NULL;
+  size_t inflated_size = 0;
+  cr_assert(nnlib_gzip_inflate_file(one, &inflated, &inflated_size));
+  cr_assert_eq(inflated_size, size);
+  cr_assert_arr_eq(inflated, image, size);
+  free(inflated);
+  cr_assert_not(nnlib_gzip_inflate_file(two, &inflated, &inflated_size),
+                "libdeflate inflates one member: two are zlib's");
+  cr_assert_null(inflated);
+  cr_assert_not(nnlib_gzip_inflate_file(plain, &inflated, &inflated_size));
+  cr_assert_null(inflated);
+  float want[18];
+  for (int i = 0; i < 18; i++)
+    want[i] = (float)(idx_pixels[i] / 255.0);
+  const char *paths[] = {plain, one, two};
+  for (size_t p = 0; p < 3; p++) {
+    nn_dataset *data = load(ctx, paths[p], NULL, NULL);
+    assert_shape(data, 6, 0, 3);
+    assert_floats(nn_dataset_inputs(data), want, 18);
+    nn_dataset_destroy(data);
+  }
+  free(image);
   nn_context_destroy(ctx);
 }
 
