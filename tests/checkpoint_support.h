@@ -74,19 +74,6 @@ static inline void st_write_bytes(const char *path, const void *bytes,
   cr_assert_eq(fclose(file), 0);
 }
 
-static inline unsigned char *st_read_bytes(const char *path, size_t *size) {
-  FILE *file = fopen(path, "rb");
-  cr_assert_not_null(file, "cannot read %s", path);
-  fseek(file, 0, SEEK_END);
-  *size = (size_t)ftell(file);
-  rewind(file);
-  unsigned char *bytes = malloc(*size ? *size : 1);
-  cr_assert_not_null(bytes);
-  cr_assert_eq(fread(bytes, 1, *size, file), *size);
-  fclose(file);
-  return bytes;
-}
-
 static inline uint64_t st_load_u64(const unsigned char *bytes) {
   uint64_t value = 0;
   for (int i = 7; i >= 0; i--)

@@ -70,28 +70,14 @@ static inline const char *write_gz(const char *name, const void *data,
   return path;
 }
 
-/* The bytes of the file at path (malloc'd; *size gets their count). */
-static inline unsigned char *read_back(const char *path, size_t *size) {
-  FILE *file = fopen(path, "rb");
-  cr_assert_not_null(file, "cannot read %s", path);
-  cr_assert_eq(fseek(file, 0, SEEK_END), 0);
-  *size = (size_t)ftell(file);
-  rewind(file);
-  unsigned char *bytes = malloc(*size ? *size : 1);
-  cr_assert_not_null(bytes);
-  cr_assert_eq(fread(bytes, 1, *size, file), *size);
-  fclose(file);
-  return bytes;
-}
-
 /* Two gzip members, data[0, split) and data[split, size), one after the
  * other: what `cat a.gz b.gz` makes, and gunzip reads as one file. */
 static inline const char *write_gz_members(const char *name, const void *data,
                                            size_t size, size_t split) {
   size_t first_size, second_size;
   unsigned char *first =
-      read_back(write_gz("member-1.gz", data, split), &first_size);
-  unsigned char *second = read_back(
+      support_read_file(write_gz("member-1.gz", data, split), &first_size);
+  unsigned char *second = support_read_file(
       write_gz("member-2.gz", (const char *)data + split, size - split),
       &second_size);
   unsigned char *both = malloc(first_size + second_size);

@@ -1,6 +1,7 @@
 #include "support.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 nn_context *support_cpu_context(void) {
@@ -111,4 +112,17 @@ nn_dataset *support_planar_data(nn_context *ctx, uint64_t seed) {
   SUPPORT_OK(ctx, nn_dataset_create_from_labels(ctx, 2, SUPPORT_PLANAR_EXAMPLES,
                                                 x, labels, 1, &data));
   return data;
+}
+
+unsigned char *support_read_file(const char *path, size_t *size) {
+  FILE *file = fopen(path, "rb");
+  cr_assert_not_null(file, "cannot read %s", path);
+  cr_assert_eq(fseek(file, 0, SEEK_END), 0);
+  *size = (size_t)ftell(file);
+  rewind(file);
+  unsigned char *bytes = malloc(*size ? *size : 1);
+  cr_assert_not_null(bytes);
+  cr_assert_eq(fread(bytes, 1, *size, file), *size);
+  fclose(file);
+  return bytes;
 }

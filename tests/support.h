@@ -57,4 +57,7 @@ void support_planar_dataset(uint64_t seed, float *x, int32_t *labels);
 /* The same as an nn_dataset on ctx (targets 0/1, one output). */
 nn_dataset *support_planar_data(nn_context *ctx, uint64_t seed);
 
+/* The bytes of the file at path (malloc'd; *size gets their count). */
+unsigned char *support_read_file(const char *path, size_t *size);
+
 #endif

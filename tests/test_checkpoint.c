@@ -307,7 +307,7 @@ Test(checkpoint, file_layout_is_what_pytorch_expects) {
   nn_train_state state = {0, 0, 0, 0.0, NAN, 0};
   SUPPORT_OK(ctx, nn_model_save(model, path, NULL, &state));
   size_t size = 0;
-  unsigned char *bytes = st_read_bytes(path, &size);
+  unsigned char *bytes = support_read_file(path, &size);
   cr_assert_geq(size, 8);
   const uint64_t n = st_load_u64(bytes);
   cr_assert_eq(n % 8, 0, "header length %llu is not padded to 8",
@@ -478,7 +478,7 @@ Test(checkpoint, a_failed_write_leaves_the_old_file_intact) {
   nn_model *small = make_model(ctx, 1), *large = large_model(ctx);
   SUPPORT_OK(ctx, nn_model_save(small, path, NULL, NULL));
   size_t old_size = 0, new_size = 0;
-  unsigned char *old_bytes = st_read_bytes(path, &old_size);
+  unsigned char *old_bytes = support_read_file(path, &old_size);
 
   /* RLIMIT_FSIZE makes write() fail with EFBIG even for root. */
   struct rlimit saved, limit;
@@ -491,7 +491,7 @@ Test(checkpoint, a_failed_write_leaves_the_old_file_intact) {
   cr_assert_eq(setrlimit(RLIMIT_FSIZE, &saved), 0);
   ST_EXPECT_ERROR(ctx, status, NN_ERROR_IO, path, strerror(EFBIG));
 
-  unsigned char *new_bytes = st_read_bytes(path, &new_size);
+  unsigned char *new_bytes = support_read_file(path, &new_size);
   cr_assert_eq(new_size, old_size);
   cr_assert_eq(memcmp(old_bytes, new_bytes, old_size), 0,
                "the old checkpoint was changed");
@@ -515,11 +515,11 @@ Test(checkpoint, a_read_only_directory_leaves_the_old_file_intact) {
   nn_model *model = make_model(ctx, 1), *other = make_model(ctx, 2);
   SUPPORT_OK(ctx, nn_model_save(model, path, NULL, NULL));
   size_t old_size = 0, new_size = 0;
-  unsigned char *old_bytes = st_read_bytes(path, &old_size);
+  unsigned char *old_bytes = support_read_file(path, &old_size);
   cr_assert_eq(chmod(dir, 0555), 0);
   ST_EXPECT_ERROR(ctx, nn_model_save(other, path, NULL, NULL), NN_ERROR_IO,
                   path, "temporary", strerror(EACCES));
-  unsigned char *new_bytes = st_read_bytes(path, &new_size);
+  unsigned char *new_bytes = support_read_file(path, &new_size);
   cr_assert_eq(new_size, old_size);
   cr_assert_eq(memcmp(old_bytes, new_bytes, old_size), 0);
   free(old_bytes);

@@ -202,9 +202,9 @@ Test(loader_errors, gzip_inflated_whole_only_when_intact) {
   size_t image_size, size, two_size;
   unsigned char *image = idx_image(0x08, 2, dims, pixels, 1, &image_size);
   unsigned char *bytes =
-      read_back(write_gz("one.gz", image, image_size), &size);
-  unsigned char *two =
-      read_back(write_gz_members("two.gz", image, image_size, 5), &two_size);
+      support_read_file(write_gz("one.gz", image, image_size), &size);
+  unsigned char *two = support_read_file(
+      write_gz_members("two.gz", image, image_size, 5), &two_size);
   unsigned char *out = NULL;
   size_t out_size = 0;
   cr_assert(nnlib_gzip_inflate(bytes, size, &out, &out_size));
