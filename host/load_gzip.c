@@ -67,12 +67,16 @@ bool nnlib_gzip_inflate(const unsigned char *in, size_t in_size,
 }
 
 /* The whole of a regular file into memory; false if it is not one or
- * cannot be read (the caller's zlib stream then reports why). */
+ * cannot be read (the caller's zlib stream then reports why), or if it is
+ * 4 GiB or more: deflate's output is never more than a few bytes in
+ * 64 KiB larger than its input, so inflated this would be past what the
+ * trailer's 32-bit size can say, and reading it all only to find so would
+ * double its cost. */
 static bool read_whole(FILE *file, unsigned char **out, size_t *out_size) {
   struct stat info;
   *out = NULL;
   if (fstat(fileno(file), &info) != 0 || !S_ISREG(info.st_mode) ||
-      info.st_size <= 0)
+      info.st_size <= 0 || (uint64_t)info.st_size >= (uint64_t)1 << 32)
     return false;
   const size_t size = (size_t)info.st_size;
   unsigned char *bytes = malloc(size);
